@@ -1,0 +1,149 @@
+"""Training checkpoints and inference exports.
+
+A training checkpoint is a ``torch.save`` dict of tensors and plain data (``format_version``,
+``package_version``, ``config``, ``step``, ``generator``, ``generator_ema``, ``discriminators``,
+``optimizers``, ``rng``), written atomically and loaded with ``weights_only=True``. Modules are
+rebuilt from the stored config, never unpickled.
+
+An inference export is the EMA generator as ``.safetensors`` with the config and text-encoder
+name in the metadata; sampling and serving load only this.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from stackgan.config import ConfigError, ExperimentConfig, config_from_dict
+
+FORMAT_VERSION = 1
+EXPORT_FORMAT = "stackgan-export"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or export that cannot be read, naming the file and the problem."""
+
+
+def _package_version() -> str:
+    from stackgan import __version__
+
+    return __version__
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` into a temporary sibling, fsync, then rename over ``path``.
+
+    The rename is atomic on POSIX and Windows, so a crash mid-write leaves the previous file
+    intact and never a truncated one under the real name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def save_checkpoint(path: str | Path, cfg: ExperimentConfig, **state: Any) -> None:
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "package_version": _package_version(),
+        "config": cfg.to_dict(),
+        **state,
+    }
+    atomic_torch_save(payload, path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a training checkpoint safely (``weights_only=True``) and check its format."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError) as exc:
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupt ({type(exc).__name__}: {exc})"
+        ) from exc
+    if not isinstance(ckpt, dict) or "format_version" not in ckpt:
+        raise CheckpointError(f"{path} is not a stackgan training checkpoint")
+    if ckpt["format_version"] > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has format {ckpt['format_version']}; this stackgan reads up to "
+            f"{FORMAT_VERSION} (upgrade the package)"
+        )
+    return ckpt
+
+
+def checkpoint_config(ckpt: dict[str, Any], path: str | Path = "") -> ExperimentConfig:
+    try:
+        return config_from_dict(ckpt["config"])
+    except (ConfigError, KeyError) as exc:
+        raise CheckpointError(f"checkpoint {path} has an invalid config: {exc}") from exc
+
+
+def export_generator(
+    path: str | Path,
+    state_dict: dict[str, torch.Tensor],
+    cfg: ExperimentConfig,
+    half: bool = False,
+) -> None:
+    """Write the inference file: generator weights + config JSON metadata, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {}
+    for k, v in state_dict.items():
+        v = v.detach().cpu().contiguous()
+        tensors[k] = v.half() if half and v.is_floating_point() else v
+    meta = {
+        "format": EXPORT_FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "package_version": _package_version(),
+        "config": json.dumps(cfg.to_dict()),
+        "text_encoder": cfg.text.encoder,
+        "text_dim": str(cfg.text.dim),
+    }
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        save_file(tensors, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def load_export(path: str | Path) -> tuple[dict[str, torch.Tensor], ExperimentConfig]:
+    """Read an inference export -> (fp32 state dict, config)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"model file not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"model file {path} is truncated or corrupt: {exc}") from exc
+    if meta.get("format") != EXPORT_FORMAT:
+        raise CheckpointError(f"{path} is not a stackgan export (no '{EXPORT_FORMAT}' metadata)")
+    try:
+        cfg = config_from_dict(json.loads(meta["config"]))
+    except (KeyError, json.JSONDecodeError, ConfigError) as exc:
+        raise CheckpointError(f"{path}: invalid config metadata: {exc}") from exc
+    state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+    return state, cfg

@@ -1,0 +1,310 @@
+"""The ``stackgan`` command line: train | sample | export | data | consistency | demo.
+
+Every command calls the library API; none holds model logic of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from stackgan import __version__
+
+logger = logging.getLogger("stackgan")
+
+
+class _Errors(click.Group):
+    """Turn the library's own error types into one clean line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        from stackgan.checkpoint import CheckpointError
+        from stackgan.config import ConfigError
+        from stackgan.data.cub import DatasetError
+        from stackgan.text.encoders import TextEncoderError
+
+        try:
+            return super().invoke(ctx)
+        except (
+            ConfigError,
+            DatasetError,
+            CheckpointError,
+            TextEncoderError,
+            FileExistsError,
+        ) as exc:
+            raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _setup_console_logging(verbose: bool) -> None:
+    root = logging.getLogger("stackgan")
+    if not root.handlers:
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(logging.Formatter("%(message)s"))
+        root.addHandler(h)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+@click.group(cls=_Errors, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="stackgan")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def main(verbose: bool) -> None:
+    """StackGAN / StackGAN++ text-to-image synthesis."""
+    _setup_console_logging(verbose)
+
+
+# ----------------------------------------------------------------------------------------------
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config value with a dotted key, e.g. --set optim.g_lr=1e-4.",
+)
+@click.option(
+    "--outdir",
+    default="runs",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Parent folder of the numbered run directories.",
+)
+@click.option(
+    "--resume",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Training checkpoint to continue from (e.g. RUN/checkpoint-latest.pt).",
+)
+@click.option(
+    "--run-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write into this folder instead of a new numbered one (resume uses it).",
+)
+@click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
+def train(
+    config: str,
+    overrides: tuple[str, ...],
+    outdir: str,
+    resume: str | None,
+    run_dir: str | None,
+    dry_run: bool,
+) -> None:
+    """Train a StackGAN stage.
+
+    \b
+    Examples:
+      stackgan train configs/v1_shapes_stage1.yaml
+      stackgan train configs/v1_shapes_stage2.yaml \\
+          --set model.stage1_checkpoint=runs/00000-v1-shapes-stage1-bs64/model.safetensors
+      stackgan train configs/v1_shapes_stage1.yaml --set train.total_iters=200 --dry-run
+      stackgan train configs/v1_shapes_stage1.yaml \\
+          --resume runs/00000-v1-shapes-stage1-bs64/checkpoint-latest.pt
+    """
+    from stackgan.config import load_config
+    from stackgan.train import make_run_dir
+    from stackgan.train import train as run_training
+
+    cfg = load_config(config, overrides)
+    click.echo(cfg.to_yaml())
+    if dry_run:
+        return
+    if run_dir is not None:
+        rd = Path(run_dir)
+    elif resume is not None:
+        rd = Path(resume).parent  # continue in the run's own folder
+    else:
+        rd = make_run_dir(outdir, cfg)
+    click.echo(f"run directory: {rd}")
+    export = run_training(cfg, rd, resume=resume)
+    click.echo(f"done: inference model at {export}")
+
+
+# ----------------------------------------------------------------------------------------------
+@main.command()
+@click.argument("caption", nargs=-1)
+@click.option(
+    "--captions",
+    "captions_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Text file: one caption per non-empty line.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    default="samples",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Output folder.",
+)
+@click.option(
+    "--model",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Inference export (.safetensors). Default: the bundled shapes model.",
+)
+@click.option("--seed", default=0, show_default=True, help="Random seed for z and CA noise.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
+@click.option(
+    "--save-stages", is_flag=True, help="Also write every stage's image as DIR/stageK/NNNN.png."
+)
+def sample(
+    caption: tuple[str, ...],
+    captions_file: str | None,
+    out_dir: str,
+    model: str | None,
+    seed: int,
+    device: str,
+    save_stages: bool,
+) -> None:
+    """Generate one image per caption: DIR/0000.png, 0001.png, ... and DIR/grid.png.
+
+    \b
+    Examples:
+      stackgan sample "a big red star on a sky blue background"
+      stackgan sample --captions captions.txt --out out/ --seed 3
+      stackgan sample --model runs/00001-.../model.safetensors "a tiny blue circle"
+    """
+    import numpy as np
+
+    from stackgan.sampling import Text2ImageSampler
+    from stackgan.utils.images import make_grid, save_png
+
+    captions = list(caption)
+    if captions_file is not None:
+        path = Path(captions_file)
+        if not path.is_file():
+            raise click.ClickException(f"captions file not found: {path}")
+        captions += [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+    if not captions:
+        raise click.UsageError("give a caption or --captions FILE")
+    sampler = Text2ImageSampler.from_pretrained(model, device=device)
+    sampler.check_inputs(captions)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result = sampler(captions, seed=seed)
+    arrays = [np.asarray(im) for im in result.images]
+    for i, a in enumerate(arrays):
+        save_png(a, out / f"{i:04d}.png")
+    save_png(make_grid(np.stack(arrays), nrow=min(8, len(arrays))), out / "grid.png")
+    if save_stages:
+        for s, imgs in enumerate(result.stage_images, start=1):
+            (out / f"stage{s}").mkdir(exist_ok=True)
+            for i, im in enumerate(imgs):
+                save_png(np.asarray(im), out / f"stage{s}" / f"{i:04d}.png")
+    click.echo(f"wrote {len(arrays)} images ({sampler.resolution}px) and grid.png to {out}")
+
+
+# ----------------------------------------------------------------------------------------------
+@main.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False), help="Output .safetensors file."
+)
+@click.option("--half", is_flag=True, help="Store weights in fp16 (half the size).")
+def export(checkpoint: str, out: str, half: bool) -> None:
+    """Export a training checkpoint's EMA generator for sampling.
+
+    \b
+    Example:
+      stackgan export runs/00001-.../checkpoint-latest.pt --out model.safetensors --half
+    """
+    from stackgan.checkpoint import checkpoint_config, export_generator, load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    cfg = checkpoint_config(ckpt, checkpoint)
+    export_generator(out, ckpt["generator_ema"], cfg, half=half)
+    click.echo(f"wrote {out} (step {ckpt['step']})")
+
+
+# ----------------------------------------------------------------------------------------------
+@main.group()
+def data() -> None:
+    """Dataset tools."""
+
+
+@data.command("shapes")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--num", default=10_000, show_default=True, help="Number of images.")
+@click.option("--seed", default=0, show_default=True, help="Seed of attributes and splits.")
+@click.option(
+    "--size",
+    default=256,
+    show_default=True,
+    type=click.Choice(["32", "64", "128", "256"]),
+    help="Stored resolution (area-downsampled from the 256 render).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing non-empty folder.")
+def data_shapes(out: str, num: int, seed: int, size: str, overwrite: bool) -> None:
+    """Render the embedded `shapes` dataset in the CUB layout.
+
+    \b
+    Example:
+      stackgan data shapes --out data/shapes --num 10000 --seed 0
+    """
+    from stackgan.data.shapes import write_dataset
+
+    root = write_dataset(out, num, seed=seed, size=int(size), overwrite=overwrite)
+    meta = json.loads((root / "meta.json").read_text())
+    click.echo(
+        f"wrote {num} images to {root}: {meta['num_train']} train, {meta['num_test']} "
+        f"test; held-out pairs {meta['heldout_pairs']}"
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+@main.command()
+@click.option(
+    "--model",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Inference export. Default: the bundled shapes model.",
+)
+@click.option(
+    "--data",
+    "data_root",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="A shapes dataset folder (stackgan data shapes).",
+)
+@click.option("--split", default="test", show_default=True)
+@click.option("--num", default=0, show_default=True, help="Use the first N captions (0 = all).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option(
+    "--out",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Also write the figures to this JSON file.",
+)
+def consistency(
+    model: str | None, data_root: str, split: str, num: int, seed: int, device: str, out: str | None
+) -> None:
+    """Text-image consistency on shapes: object colour and background by palette statistics.
+
+    \b
+    Example:
+      stackgan consistency --data data/shapes --out consistency.json
+    """
+    from stackgan.metrics.consistency import evaluate_sampler
+    from stackgan.sampling import Text2ImageSampler
+
+    sampler = Text2ImageSampler.from_pretrained(model, device=device)
+    res = evaluate_sampler(sampler, data_root, split, num, seed)
+    res["model"] = str(model or "bundled")
+    text = json.dumps(res, indent=2)
+    click.echo(text)
+    if out:
+        Path(out).write_text(text + "\n")
+
+
+from stackgan.cli.demo import demo  # noqa: E402
+
+main.add_command(demo)
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

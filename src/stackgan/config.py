@@ -1,0 +1,307 @@
+"""Experiment configuration: nested frozen dataclasses, YAML presets and dotted overrides.
+
+Everything a run needs is in one :class:`ExperimentConfig`, passed explicitly. Presets in
+``configs/`` are YAML files merged over the defaults; command-line overrides use dotted keys
+(``--set optim.g_lr=1e-4``). An unknown key or a value of the wrong type is an error that names
+the key, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+
+import yaml
+
+# Reference constants, each with its source.
+ADAM_BETAS = (0.5, 0.999)  # StackGAN reference code (the DCGAN default)
+PAPER_LR = 2e-4  # StackGAN paper, sec. 4 ("learning rate 0.0002")
+PAPER_KL_WEIGHT = 2.0  # StackGAN reference code (TRAIN.COEFF.KL = 2.0)
+PAPER_Z_DIM = 100  # StackGAN paper, sec. 4 (N_z = 100)
+PAPER_COND_DIM = 128  # StackGAN paper, sec. 4 (N_g = 128)
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used: unknown key, wrong type or inconsistent values."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images and captions come from and how they are prepared."""
+
+    name: str = "shapes"  # "shapes" or "birds": both use the CUB folder layout
+    root: str = "data/shapes"  # dataset folder (CUB layout)
+    split: Literal["train", "test"] = "train"
+    cache_dir: str = ""  # image/embedding cache; "" = <root>/.stackgan-cache or ~/.cache/stackgan
+    bbox_crop: bool = True  # crop around bounding_boxes.txt when the dataset has one (CUB)
+    random_crop: bool = True  # load at 76/64 of the size and crop (reference code); off for shapes
+    random_flip: bool = True  # horizontal flip; off for shapes, where "left"/"right" is in the text
+    max_images: int = 0  # use only the first N images of the split (0 = all)
+
+    def __post_init__(self) -> None:
+        if self.max_images < 0:
+            raise ConfigError("data.max_images must be >= 0")
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """Which text encoder turns captions into embeddings."""
+
+    encoder: str = "minilm"  # "minilm" or "precomputed"
+    dim: int = 384  # embedding dimension the encoder produces (checked at load)
+    embeddings_file: str = ""  # for "precomputed": char-CNN-RNN-embeddings.pickle
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Network widths and depths. The ``paper`` presets hold the published numbers."""
+
+    version: Literal["v1"] = "v1"
+    stage: int = 1  # 1: Stage-I (64x64); 2: Stage-II (256x256) on top of a frozen Stage-I
+    z_dim: int = PAPER_Z_DIM
+    cond_dim: int = PAPER_COND_DIM  # Conditioning Augmentation output size (N_g)
+    ngf: int = 128  # Stage-I generator width (paper: 128 -> 4x4x1024 after the fc)
+    ndf: int = 64  # Stage-I discriminator width
+    ngf2: int = 128  # Stage-II generator width
+    ndf2: int = 64  # Stage-II discriminator width
+    disc_text_dim: int = 128  # D compresses the text embedding to this size (N_d)
+    num_res_blocks: int = 4  # Stage-II residual blocks
+    stage1_img_size: int = 64
+    stage2_img_size: int = 256
+    stage1_checkpoint: str = ""  # for stage 2: the Stage-I training checkpoint or export
+
+    def __post_init__(self) -> None:
+        if self.stage not in (1, 2):
+            raise ConfigError(f"model.stage must be 1 or 2, got {self.stage}")
+        for name in ("z_dim", "cond_dim", "ngf", "ndf", "ngf2", "ndf2", "disc_text_dim"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"model.{name} must be positive")
+        if self.ngf2 % 4:
+            raise ConfigError("model.ngf2 must be divisible by 4 (Stage-II ends at ngf2/4)")
+        if self.ngf % 2:
+            raise ConfigError("model.ngf must be even (Stage-I ends at ngf/2)")
+        for name in ("stage1_img_size", "stage2_img_size"):
+            size = getattr(self, name)
+            if size < 8 or size & (size - 1):
+                raise ConfigError(f"model.{name} must be a power of two >= 8, got {size}")
+        if self.stage2_img_size <= self.stage1_img_size:
+            raise ConfigError("model.stage2_img_size must be larger than stage1_img_size")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    kl_weight: float = PAPER_KL_WEIGHT  # lambda in the paper's eq. (4)/(6)
+    wrong_fake_weight: float = 0.5  # D = real + 0.5 * (wrong + fake), reference code
+    uncond_weight: float = 1.0  # weight of the unconditional terms (Stage-II D has that head)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    g_lr: float = PAPER_LR
+    d_lr: float = PAPER_LR
+    betas: tuple[float, float] = ADAM_BETAS
+    lr_decay_epochs: int = 100  # halve both learning rates every this many epochs (paper: 100)
+    lr_decay_factor: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.g_lr <= 0 or self.d_lr <= 0:
+            raise ConfigError("optim.g_lr and optim.d_lr must be positive")
+        if not 0 < self.lr_decay_factor <= 1:
+            raise ConfigError("optim.lr_decay_factor must be in (0, 1]")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 64
+    total_iters: int = 120_000  # the paper's 600 epochs of CUB at batch 64 is ~ 110k iterations
+    tick_iters: int = 500  # log, sample grid and checkpoint every tick
+    snapshot_ticks: int = 1  # write a checkpoint every this many ticks
+    ema_decay: float = 0.0  # g_ema = decay * g_ema + (1 - decay) * G; 0 keeps a plain copy
+    seed: int = 0
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"  # auto: bf16 where supported
+    channels_last: bool = True
+    num_grid_captions: int = 8
+    progress: bool = True
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 2:
+            raise ConfigError("train.batch_size must be >= 2 (the mismatched pair needs two)")
+        if self.total_iters < 1 or self.tick_iters < 1 or self.snapshot_ticks < 1:
+            raise ConfigError("train.total_iters, tick_iters and snapshot_ticks must be >= 1")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError("train.ema_decay must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str = "experiment"
+    data: DataConfig = field(default_factory=DataConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = _to_plain(dataclasses.asdict(self))
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+T = TypeVar("T")
+
+
+def _to_plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_plain(v) for v in obj]
+    return obj
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; convert only where it is lossless."""
+    origin = get_origin(tp)
+    if origin is Literal:
+        if value is False and "off" in get_args(tp):  # YAML 1.1 reads a bare `off` as false
+            value = "off"
+        if value not in get_args(tp):
+            raise ConfigError(f"{key}: {value!r} is not one of {list(get_args(tp))}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for arg in get_args(tp):
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key}: {value!r} does not match {tp}")
+    if origin is tuple:
+        args = get_args(tp)
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(f"{key}: expected a list of {len(args)} values, got {value!r}")
+        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    if tp is Any:
+        return value
+    raise ConfigError(f"{key}: unsupported field type {tp}")
+
+
+def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
+    """Build dataclass ``cls`` from a nested dict, rejecting unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
+    assert is_dataclass(cls)
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        where = prefix.rstrip(".") or "top level"
+        raise ConfigError(
+            f"unknown config key {prefix}{unknown[0]!s} (in {where}; valid keys: "
+            f"{', '.join(sorted(known))})"
+        )
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        tp = hints[name]
+        if is_dataclass(tp):
+            kwargs[name] = from_dict(tp, value, f"{prefix}{name}.")  # type: ignore[arg-type]
+        else:
+            kwargs[name] = _coerce(value, tp, f"{prefix}{name}")
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # pragma: no cover - defensive
+        raise ConfigError(str(exc)) from exc
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``"optim.g_lr=1e-4"`` -> (["optim", "g_lr"], 1e-4); the value is parsed as YAML."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like key.sub=value")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override {item!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {item!r}: cannot parse value: {exc}") from exc
+    return key.split("."), value
+
+
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> ExperimentConfig:
+    """Load a YAML preset merged over the defaults, then apply dotted ``key=value`` overrides.
+
+    Args:
+        path: YAML file, or None for the defaults alone.
+        overrides: items such as ``"optim.g_lr=1e-4"``.
+
+    Raises:
+        ConfigError: for a missing file, unknown key, wrong type or inconsistent values.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: expected a mapping at the top level")
+        data = loaded
+    for item in overrides:
+        keys, value = parse_override(item)
+        node: dict[str, Any] = {}
+        cur = node
+        for k in keys[:-1]:
+            cur[k] = {}
+            cur = cur[k]
+        cur[keys[-1]] = value
+        data = _deep_merge(data, node)
+    return from_dict(ExperimentConfig, data)
+
+
+def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
+    """Rebuild a config stored in a checkpoint or export."""
+    return from_dict(ExperimentConfig, data)

@@ -1,0 +1,103 @@
+"""Building blocks shared by every stage: one class per idea, widths as arguments."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+LEAKY_SLOPE = 0.2  # DCGAN / StackGAN discriminators
+
+
+def conv3x3(in_ch: int, out_ch: int, bias: bool = False) -> nn.Conv2d:
+    """3x3 convolution that keeps the spatial size."""
+    return nn.Conv2d(in_ch, out_ch, kernel_size=3, stride=1, padding=1, bias=bias)
+
+
+class UpBlock(nn.Sequential):
+    """Nearest-neighbour x2 upsampling, 3x3 conv, BatchNorm, ReLU (StackGAN's ``upBlock``)."""
+
+    def __init__(self, in_ch: int, out_ch: int) -> None:
+        super().__init__(
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            conv3x3(in_ch, out_ch),
+            nn.BatchNorm2d(out_ch),
+            nn.ReLU(inplace=True),
+        )
+
+
+class DownBlock(nn.Sequential):
+    """4x4 stride-2 conv, optional BatchNorm, LeakyReLU(0.2): halves the spatial size."""
+
+    def __init__(self, in_ch: int, out_ch: int, batch_norm: bool = True) -> None:
+        layers: list[nn.Module] = [nn.Conv2d(in_ch, out_ch, 4, 2, 1, bias=not batch_norm)]
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(out_ch))
+        layers.append(nn.LeakyReLU(LEAKY_SLOPE, inplace=True))
+        super().__init__(*layers)
+
+
+class ResBlock(nn.Module):
+    """conv-BN-ReLU-conv-BN plus identity, then ReLU (Stage-II generator)."""
+
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            conv3x3(ch, ch),
+            nn.BatchNorm2d(ch),
+            nn.ReLU(inplace=True),
+            conv3x3(ch, ch),
+            nn.BatchNorm2d(ch),
+        )
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.act(x + self.body(x))
+        return out
+
+
+def tile(vec: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, C) -> (B, C, size, size): a vector repeated over every spatial position."""
+    return vec[:, :, None, None].expand(-1, -1, size, size)
+
+
+class JointHead(nn.Module):
+    """Discriminator output head on a 4x4 image code.
+
+    Conditional (``text_dim > 0``): the compressed text is tiled 4x4, concatenated with the image
+    code, mixed by a 1x1 conv + BN + LeakyReLU (the TensorFlow release), and a 4x4 conv gives one
+    logit. Unconditional (``text_dim == 0``): the 4x4 conv reads the image code alone.
+    """
+
+    def __init__(self, img_ch: int, text_dim: int = 0) -> None:
+        super().__init__()
+        self.text_dim = text_dim
+        if text_dim:
+            self.joint: nn.Module = nn.Sequential(
+                nn.Conv2d(img_ch + text_dim, img_ch, 1, bias=False),
+                nn.BatchNorm2d(img_ch),
+                nn.LeakyReLU(LEAKY_SLOPE, inplace=True),
+            )
+        else:
+            self.joint = nn.Identity()
+        self.out = nn.Conv2d(img_ch, 1, kernel_size=4, stride=4)
+
+    def forward(self, code: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
+        """code: (B, C, 4, 4); text: (B, text_dim) or None -> logits (B,)."""
+        if self.text_dim:
+            if text is None:
+                raise ValueError("conditional head needs the text code")
+            code = torch.cat([code, tile(text, code.shape[-1])], dim=1)  # (B, C + T, 4, 4)
+        logits: torch.Tensor = self.out(self.joint(code)).flatten()  # (B,)
+        return logits
+
+
+def init_weights(module: nn.Module) -> None:
+    """DCGAN initialisation, dispatched on type: N(0, 0.02) convs/linears, N(1, 0.02) BN."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)

@@ -1,0 +1,254 @@
+"""StackGAN v1 networks (Zhang et al., ICCV 2017, sec. 3.2-3.3 and 4).
+
+Stage-I sketches a low-resolution image from (z, c); Stage-II re-reads the (frozen) Stage-I
+image together with a fresh conditioning vector and paints a high-resolution one. Widths follow
+the paper with ``ngf``/``ndf`` as arguments; a single :class:`Discriminator` serves any size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from stackgan.models.conditioning import CondAugment
+from stackgan.models.layers import (
+    LEAKY_SLOPE,
+    DownBlock,
+    JointHead,
+    ResBlock,
+    UpBlock,
+    conv3x3,
+    init_weights,
+    tile,
+)
+
+BASE_SIZE = 4  # every generator starts, and every discriminator ends, at 4x4
+STAGE2_CODE_SIZE = 16  # Stage-II joins image and text at 16x16 (paper, sec. 3.3)
+
+
+@dataclass
+class GeneratorOutput:
+    """images: one (B, 3, S, S) tensor in [-1, 1] per stage, lowest resolution first.
+    mu, logvar: (B, cond_dim) of each Conditioning Augmentation, for the KL term."""
+
+    images: list[torch.Tensor]
+    mus: list[torch.Tensor]
+    logvars: list[torch.Tensor]
+
+
+def _log2_ratio(big: int, small: int) -> int:
+    n = int(math.log2(big // small))
+    if small * 2**n != big:
+        raise ValueError(f"{big} is not {small} times a power of two")
+    return n
+
+
+class Stage1Generator(nn.Module):
+    """(z, text embedding) -> 64x64 image.
+
+    fc -> (ngf*8, 4, 4) + BN + ReLU, then log2(img_size/4) upsample blocks halving channels,
+    then 3x3 conv + tanh.
+
+    Args:
+        text_dim: text embedding size.
+        z_dim: noise size (100 in the paper).
+        cond_dim: Conditioning Augmentation size (128).
+        ngf: base width (128 in the paper: the fc output is 4x4x1024).
+        img_size: output resolution (64).
+    """
+
+    def __init__(
+        self,
+        text_dim: int,
+        z_dim: int = 100,
+        cond_dim: int = 128,
+        ngf: int = 128,
+        img_size: int = 64,
+    ) -> None:
+        super().__init__()
+        self.text_dim, self.z_dim, self.cond_dim, self.img_size = (
+            text_dim,
+            z_dim,
+            cond_dim,
+            img_size,
+        )
+        self.ca = CondAugment(text_dim, cond_dim)
+        ch = ngf * 8
+        self.fc = nn.Sequential(
+            nn.Linear(z_dim + cond_dim, ch * BASE_SIZE * BASE_SIZE, bias=False),
+            nn.BatchNorm1d(ch * BASE_SIZE * BASE_SIZE),
+            nn.ReLU(inplace=True),
+        )
+        self.base_ch = ch
+        blocks = []
+        for _ in range(_log2_ratio(img_size, BASE_SIZE)):
+            blocks.append(UpBlock(ch, ch // 2))
+            ch //= 2
+        self.up = nn.Sequential(*blocks)
+        self.to_rgb = nn.Sequential(conv3x3(ch, 3), nn.Tanh())
+        init_weights(self)
+
+    @property
+    def num_stages(self) -> int:
+        return 1
+
+    def forward(
+        self, z: torch.Tensor, text_emb: torch.Tensor, ca_noise: torch.Tensor | None = None
+    ) -> GeneratorOutput:
+        """z (B, z_dim), text_emb (B, text_dim) -> one (B, 3, img_size, img_size) image."""
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise ValueError(f"z must be (B, {self.z_dim}), got {tuple(z.shape)}")
+        # 1. conditioning augmentation
+        c, mu, logvar = self.ca(text_emb, ca_noise)  # (B, cond_dim)
+        # 2. project (z, c) to a 4x4 feature map
+        h = self.fc(torch.cat([c, z], dim=1))
+        h = h.view(-1, self.base_ch, BASE_SIZE, BASE_SIZE)  # (B, ngf*8, 4, 4)
+        # 3. upsample to the image
+        img = self.to_rgb(self.up(h))  # (B, 3, img_size, img_size)
+        return GeneratorOutput([img], [mu], [logvar])
+
+
+class Stage2Generator(nn.Module):
+    """(frozen Stage-I image, text embedding) -> high-resolution image.
+
+    The Stage-I generator is held by composition and never trained here; it is kept in eval mode
+    so its BatchNorm uses the running statistics it was trained with.
+
+    Args:
+        stage1: a trained :class:`Stage1Generator`.
+        cond_dim: size of Stage-II's own Conditioning Augmentation.
+        ngf: base width (128 in the paper): the 16x16 code has ngf*4 channels.
+        num_res_blocks: residual blocks after the text join (4 in the paper).
+        img_size: output resolution (256).
+    """
+
+    def __init__(
+        self,
+        stage1: Stage1Generator,
+        cond_dim: int = 128,
+        ngf: int = 128,
+        num_res_blocks: int = 4,
+        img_size: int = 256,
+    ) -> None:
+        super().__init__()
+        self.stage1 = stage1
+        self.stage1.requires_grad_(False)
+        self.text_dim, self.z_dim, self.img_size = stage1.text_dim, stage1.z_dim, img_size
+        self.cond_dim = cond_dim
+        self.ca = CondAugment(stage1.text_dim, cond_dim)
+        # 1. encoder: 3x3 conv, then 4x4 stride-2 convs down to 16x16 (two for a 64 input)
+        n_down = _log2_ratio(stage1.img_size, STAGE2_CODE_SIZE)
+        enc: list[nn.Module] = [conv3x3(3, ngf), nn.ReLU(inplace=True)]
+        ch = ngf
+        for _ in range(n_down):
+            enc += [
+                nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(ch * 2),
+                nn.ReLU(inplace=True),
+            ]
+            ch *= 2
+        self.encoder = nn.Sequential(*enc)
+        # 2. join with the tiled conditioning vector, then residual blocks
+        self.joint = nn.Sequential(conv3x3(ch + cond_dim, ch), nn.BatchNorm2d(ch), nn.ReLU(True))
+        self.res = nn.Sequential(*[ResBlock(ch) for _ in range(num_res_blocks)])
+        # 3. upsample 16 -> img_size
+        ups = []
+        for _ in range(_log2_ratio(img_size, STAGE2_CODE_SIZE)):
+            ups.append(UpBlock(ch, ch // 2))
+            ch //= 2
+        self.up = nn.Sequential(*ups)
+        self.to_rgb = nn.Sequential(conv3x3(ch, 3), nn.Tanh())
+        init_weights(self.encoder)
+        init_weights(self.joint)
+        init_weights(self.res)
+        init_weights(self.up)
+        init_weights(self.to_rgb)
+        init_weights(self.ca)
+
+    @property
+    def num_stages(self) -> int:
+        return 2
+
+    def train(self, mode: bool = True) -> Stage2Generator:
+        super().train(mode)
+        self.stage1.eval()  # frozen: always use its running BatchNorm statistics
+        return self
+
+    def forward(
+        self, z: torch.Tensor, text_emb: torch.Tensor, ca_noise: torch.Tensor | None = None
+    ) -> GeneratorOutput:
+        """z (B, z_dim), text_emb (B, text_dim) -> [Stage-I (B,3,64,64), Stage-II (B,3,256,256)]."""
+        with torch.no_grad():
+            low = self.stage1(z, text_emb, ca_noise)
+        lo_img = low.images[-1].detach()  # (B, 3, 64, 64)
+        c, mu, logvar = self.ca(text_emb, ca_noise)  # (B, cond_dim)
+        h = self.encoder(lo_img)  # (B, ngf*4, 16, 16)
+        h = self.joint(torch.cat([h, tile(c, h.shape[-1])], dim=1))  # (B, ngf*4, 16, 16)
+        h = self.res(h)
+        img = self.to_rgb(self.up(h))  # (B, 3, img_size, img_size)
+        return GeneratorOutput([lo_img, img], [mu], [logvar])
+
+
+class Discriminator(nn.Module):
+    """Matching-aware discriminator for any power-of-two ``img_size`` >= 8.
+
+    log2(img_size / 4) stride-2 4x4 convs (no BN on the first) take the image to 4x4 with
+    ndf * 2^k channels; where that exceeds ndf*8 (Stage-II), 3x3 convs bring it back down, as in
+    the paper. The text embedding is compressed by its own fc to ``disc_text_dim``; a conditional
+    :class:`JointHead` scores (image, text) and an optional unconditional one scores the image.
+    """
+
+    def __init__(
+        self,
+        img_size: int,
+        text_dim: int,
+        ndf: int = 64,
+        disc_text_dim: int = 128,
+        uncond: bool = False,
+    ) -> None:
+        super().__init__()
+        self.img_size = img_size
+        self.text_dim = text_dim
+        n_down = _log2_ratio(img_size, BASE_SIZE)
+        layers: list[nn.Module] = [DownBlock(3, ndf, batch_norm=False)]
+        ch = ndf
+        for _ in range(n_down - 1):
+            layers.append(DownBlock(ch, ch * 2))
+            ch *= 2
+        while ch > ndf * 8:
+            layers += [
+                conv3x3(ch, ch // 2),
+                nn.BatchNorm2d(ch // 2),
+                nn.LeakyReLU(LEAKY_SLOPE, inplace=True),
+            ]
+            ch //= 2
+        self.encode_image = nn.Sequential(*layers)
+        self.code_ch = ch
+        self.text_fc = nn.Sequential(
+            nn.Linear(text_dim, disc_text_dim), nn.LeakyReLU(LEAKY_SLOPE, inplace=True)
+        )
+        self.cond_head = JointHead(ch, disc_text_dim)
+        self.uncond_head = JointHead(ch, 0) if uncond else None
+        init_weights(self)
+
+    def encode(self, img: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> image code (B, ndf*8, 4, 4)."""
+        if img.shape[-1] != self.img_size or img.shape[-2] != self.img_size:
+            raise ValueError(f"expected {self.img_size}px images, got {tuple(img.shape)}")
+        code: torch.Tensor = self.encode_image(img)
+        return code
+
+    def cond_logits(self, code: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
+        """(image code, text embedding (B, text_dim)) -> matching logits (B,)."""
+        logits: torch.Tensor = self.cond_head(code, self.text_fc(text_emb))
+        return logits
+
+    def uncond_logits(self, code: torch.Tensor) -> torch.Tensor | None:
+        """Image code -> realism logits (B,), or None without an unconditional head."""
+        return None if self.uncond_head is None else self.uncond_head(code)
+
+    def forward(self, img: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
+        return self.cond_logits(self.encode(img), text_emb)

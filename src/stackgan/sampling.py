@@ -1,0 +1,152 @@
+"""``Text2ImageSampler``: captions -> text encoder -> Conditioning Augmentation -> G -> images.
+
+Loads only an inference export (``.safetensors`` with the config in its metadata). With no path,
+it loads the model bundled with the package, trained on the embedded ``shapes`` dataset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import nn
+
+from stackgan.checkpoint import CheckpointError, load_export
+from stackgan.config import ExperimentConfig
+from stackgan.models.registry import build_generator, output_size
+from stackgan.text.encoders import TextEncoder, build_encoder, check_captions
+from stackgan.utils.images import to_uint8
+
+BUNDLED_MODEL = "shapes-v1.safetensors"
+SAMPLE_CHUNK = 32  # images per generator call: bounds memory for long caption lists
+
+
+def default_model_path() -> Path:
+    """Path of the bundled default model (StackGAN v1 trained on ``shapes``)."""
+    return Path(str(resources.files("stackgan") / "assets" / BUNDLED_MODEL))
+
+
+@dataclass
+class SampleOutput:
+    """images: the final (highest-resolution) image per sample, in caption order
+    (``num_images`` consecutive samples per caption).
+    stage_images: for each stage (lowest resolution first), the images of that stage."""
+
+    images: list[Image.Image]
+    stage_images: list[list[Image.Image]]
+
+
+class Text2ImageSampler:
+    """Turn sentences into images with a trained StackGAN generator.
+
+    Example::
+
+        sampler = Text2ImageSampler.from_pretrained()          # the bundled shapes model
+        out = sampler(["a big red star on a sky blue background"], seed=0)
+        out.images[0].save("star.png")
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        cfg: ExperimentConfig,
+        encoder: TextEncoder,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.generator = generator.eval().requires_grad_(False)
+        self.cfg = cfg
+        self.encoder = encoder
+        self.device = torch.device(device)
+        self.generator.to(self.device)
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | Path | None = None, device: str | torch.device = "cpu"
+    ) -> Text2ImageSampler:
+        """Load an export written by ``stackgan export`` or ``train`` (``model.safetensors``).
+
+        Args:
+            path: the ``.safetensors`` file; None for the bundled ``shapes`` model.
+            device: where to run; fp32 throughout.
+        """
+        path = Path(path) if path is not None else default_model_path()
+        state, cfg = load_export(path)
+        generator = build_generator(cfg)
+        try:
+            generator.load_state_dict(state)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{path}: weights do not match the stored config: {exc}") from exc
+        encoder = build_encoder(cfg.text.encoder, device=device)
+        if encoder.dim != cfg.text.dim:
+            raise CheckpointError(
+                f"{path} expects {cfg.text.dim}-d text but the {cfg.text.encoder} encoder gives "
+                f"{encoder.dim}-d"
+            )
+        return cls(generator, cfg, encoder, device)
+
+    def to(self, device: str | torch.device) -> Text2ImageSampler:
+        self.device = torch.device(device)
+        self.generator.to(self.device)
+        return self
+
+    @property
+    def resolution(self) -> int:
+        return output_size(self.cfg)
+
+    def check_inputs(self, captions: list[str] | tuple[str, ...], num_images: int = 1) -> list[str]:
+        """Validate captions (non-empty, sane length) and the sample count; returns clean text."""
+        if num_images < 1:
+            raise ValueError(f"num_images must be >= 1, got {num_images}")
+        return check_captions(captions)
+
+    def encode_text(self, captions: list[str]) -> torch.Tensor:
+        """(N,) captions -> (N, text_dim) embeddings on the sampler's device."""
+        emb = self.encoder.encode(self.check_inputs(captions))
+        if emb.shape[1] != self.cfg.text.dim:
+            raise CheckpointError(
+                f"model expects {self.cfg.text.dim}-d text, encoder gave {emb.shape[1]}-d"
+            )
+        return emb.to(self.device)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        text_emb: torch.Tensor,
+        seed: int = 0,
+        num_images: int = 1,
+        ca_noise: bool = True,
+    ) -> list[torch.Tensor]:
+        """Embeddings (N, D) -> per stage, (N * num_images, 3, S, S) tensors in [-1, 1].
+
+        ``ca_noise=False`` conditions on mu alone (no Conditioning Augmentation sampling).
+        """
+        emb = text_emb.repeat_interleave(num_images, dim=0)
+        gen = torch.Generator().manual_seed(seed)
+        z = torch.randn(len(emb), self.cfg.model.z_dim, generator=gen)
+        eps = torch.randn(len(emb), self.cfg.model.cond_dim, generator=gen)
+        if not ca_noise:
+            eps.zero_()
+        stages: list[list[torch.Tensor]] = []
+        for s in range(0, len(emb), SAMPLE_CHUNK):
+            out = self.generator(
+                z[s : s + SAMPLE_CHUNK].to(self.device),
+                emb[s : s + SAMPLE_CHUNK],
+                eps[s : s + SAMPLE_CHUNK].to(self.device),
+            )
+            if not stages:
+                stages = [[] for _ in out.images]
+            for i, im in enumerate(out.images):
+                stages[i].append(im.float().cpu())
+        return [torch.cat(chunks) for chunks in stages]
+
+    def __call__(
+        self, captions: list[str] | tuple[str, ...], seed: int = 0, num_images: int = 1
+    ) -> SampleOutput:
+        """Generate ``num_images`` images per caption, reproducibly from ``seed``."""
+        emb = self.encode_text(self.check_inputs(captions, num_images))
+        stages = self.generate(emb, seed, num_images)
+        stage_pils = [[Image.fromarray(a) for a in to_uint8(t)] for t in stages]
+        return SampleOutput(images=stage_pils[-1], stage_images=stage_pils)

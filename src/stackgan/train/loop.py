@@ -1,0 +1,370 @@
+"""``train(cfg, run_dir)``: the StackGAN training loop, in numbered sections.
+
+Progress is counted in iterations; logging, the sample grid and checkpoints run on fixed ticks.
+The learning rate is halved every ``optim.lr_decay_epochs`` epochs, as the paper does.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from stackgan.checkpoint import (
+    CheckpointError,
+    checkpoint_config,
+    export_generator,
+    load_checkpoint,
+    load_export,
+    save_checkpoint,
+)
+from stackgan.config import ConfigError, ExperimentConfig
+from stackgan.data.cub import TextImageDataset
+from stackgan.models.registry import build_discriminator, build_generator, output_size
+from stackgan.text.encoders import dataset_embeddings
+from stackgan.train.ema import update_ema
+from stackgan.train.steps import d_step, g_step
+from stackgan.utils.images import make_grid, resize_to, save_png, to_uint8
+from stackgan.utils.runtime import (
+    autocast_factory,
+    resolve_device,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
+
+logger = logging.getLogger(__name__)
+
+LATEST = "checkpoint-latest.pt"
+GRID_CAPTIONS_PER_ROW = {1: 8, 2: 2}  # by number of stages shown side by side
+EXPORT = "model.safetensors"
+
+
+def make_run_dir(outdir: str | Path, cfg: ExperimentConfig) -> Path:
+    """A new numbered, descriptive run folder: ``00003-v1-shapes-stage1-bs64``."""
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    ids = [int(m.group(1)) for p in outdir.iterdir() if (m := re.match(r"^(\d{5})-", p.name))]
+    run_id = max(ids, default=-1) + 1
+    desc = f"{cfg.model.version}-{cfg.data.name}-stage{cfg.model.stage}-bs{cfg.train.batch_size}"
+    run_dir = outdir / f"{run_id:05d}-{desc}"
+    run_dir.mkdir()
+    return run_dir
+
+
+def load_generator_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], ExperimentConfig]:
+    """Generator weights (EMA) and config from a training checkpoint (.pt) or an export."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return load_export(path)
+    ckpt = load_checkpoint(path)
+    return ckpt["generator_ema"], checkpoint_config(ckpt, path)
+
+
+def _setup_logging(run_dir: Path) -> None:
+    root = logging.getLogger("stackgan")
+    root.setLevel(logging.INFO)
+    if not any(isinstance(h, logging.FileHandler) for h in root.handlers):
+        fh = logging.FileHandler(run_dir / "log.txt")
+        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        root.addHandler(fh)
+
+
+def _grid_captions(ds: TextImageDataset, n: int) -> torch.Tensor:
+    """Caption indices for the fixed sample grid: the first caption of n evenly spaced images."""
+    idx = torch.linspace(0, len(ds) - 1, min(n, len(ds))).long()
+    return ds.caption_offsets[idx]
+
+
+def train(cfg: ExperimentConfig, run_dir: str | Path, resume: str | Path | None = None) -> Path:
+    """Train one StackGAN stage as ``cfg`` says, writing everything under ``run_dir``.
+
+    Args:
+        cfg: the experiment configuration.
+        run_dir: output folder (config.yaml, log.txt, stats.jsonl, samples/, checkpoints).
+        resume: a training checkpoint to continue from (its config must match ``cfg``'s model).
+
+    Returns:
+        Path of the final inference export (``run_dir/model.safetensors``).
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _setup_logging(run_dir)
+    (run_dir / "config.yaml").write_text(cfg.to_yaml())
+    tc = cfg.train
+
+    # 1. Runtime --------------------------------------------------------------------------------
+    device = resolve_device(tc.device)
+    seed_everything(tc.seed)
+    autocast = autocast_factory(device, tc.amp)
+    memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
+    logger.info("training stage %d on %s (amp=%s)", cfg.model.stage, device, tc.amp)
+
+    # 2. Data -------------------------------------------------------------------------------------
+    img_size = output_size(cfg)
+    ds = TextImageDataset(
+        cfg.data.root,
+        cfg.data.split,
+        img_size,
+        bbox_crop=cfg.data.bbox_crop,
+        random_crop=cfg.data.random_crop,
+        random_flip=cfg.data.random_flip,
+        max_images=cfg.data.max_images,
+        cache_dir=cfg.data.cache_dir or None,
+        progress=tc.progress,
+    )
+    emb = dataset_embeddings(
+        ds.captions,
+        cfg.text.encoder,
+        ds.cache_dir,
+        embeddings_file=cfg.text.embeddings_file,
+        caption_counts=ds.caption_counts.tolist(),
+        device=device,
+        progress=tc.progress,
+    )
+    if emb.shape[1] != cfg.text.dim:
+        raise ConfigError(
+            f"text.dim is {cfg.text.dim} but the {cfg.text.encoder} encoder gives "
+            f"{emb.shape[1]}-d embeddings"
+        )
+    emb = emb.to(device, torch.float32)
+    logger.info("%d images, %d captions, %d-d text", len(ds), ds.num_captions, emb.shape[1])
+
+    # 3. Networks ---------------------------------------------------------------------------------
+    generator = build_generator(cfg)
+    if cfg.model.stage == 2:
+        if not cfg.model.stage1_checkpoint:
+            raise ConfigError("model.stage1_checkpoint is required for stage 2")
+        s1_state, s1_cfg = load_generator_weights(cfg.model.stage1_checkpoint)
+        if s1_cfg.text.dim != cfg.text.dim or s1_cfg.text.encoder != cfg.text.encoder:
+            raise ConfigError(
+                f"Stage-I model uses {s1_cfg.text.encoder} ({s1_cfg.text.dim}-d text) but this "
+                f"config uses {cfg.text.encoder} ({cfg.text.dim}-d)"
+            )
+        s1_state = {k.removeprefix("stage1."): v for k, v in s1_state.items()}
+        try:
+            generator.stage1.load_state_dict(s1_state)  # type: ignore[union-attr]
+        except RuntimeError as exc:
+            raise ConfigError(
+                f"{cfg.model.stage1_checkpoint} does not match model.ngf/z_dim/cond_dim: {exc}"
+            ) from exc
+    discriminator = build_discriminator(cfg)
+    # (torch's stubs lack Module.to(memory_format=...), which exists at run time)
+    generator.to(device, memory_format=memory_format).train()  # type: ignore[call-overload]
+    discriminator.to(device, memory_format=memory_format).train()  # type: ignore[call-overload]
+    g_ema = copy.deepcopy(generator).eval().requires_grad_(False)
+    n_g = sum(p.numel() for p in generator.parameters() if p.requires_grad)
+    n_d = sum(p.numel() for p in discriminator.parameters())
+    logger.info("generator: %.2fM trainable parameters; discriminator: %.2fM", n_g / 1e6, n_d / 1e6)
+
+    # 4. Optimisers -------------------------------------------------------------------------------
+    oc = cfg.optim
+    g_params = [p for p in generator.parameters() if p.requires_grad]  # Stage-I stays frozen
+    g_opt = torch.optim.Adam(g_params, lr=oc.g_lr, betas=oc.betas)
+    d_opt = torch.optim.Adam(discriminator.parameters(), lr=oc.d_lr, betas=oc.betas)
+
+    # 5. Resume -----------------------------------------------------------------------------------
+    step = 0
+    data_rng_state = None
+    if resume is not None:
+        ckpt = load_checkpoint(resume)
+        old = checkpoint_config(ckpt, resume)
+        if old.model != cfg.model or old.text != cfg.text:
+            raise CheckpointError(
+                f"{resume} was trained with a different model/text config; resume needs the same"
+            )
+        generator.load_state_dict(ckpt["generator"])
+        g_ema.load_state_dict(ckpt["generator_ema"])
+        discriminator.load_state_dict(ckpt["discriminators"][0])
+        g_opt.load_state_dict(ckpt["optimizers"]["generator"])
+        d_opt.load_state_dict(ckpt["optimizers"]["discriminators"][0])
+        set_rng_state(ckpt["rng"])
+        data_rng_state = ckpt["rng"].get("data")
+        step = int(ckpt["step"])
+        logger.info("resumed from %s at iteration %d", resume, step)
+
+    # 6. Loop -------------------------------------------------------------------------------------
+    iters_per_epoch = math.ceil(len(ds) / tc.batch_size)
+    gen = torch.Generator().manual_seed(tc.seed)  # crops, flips, captions, mismatches
+    if data_rng_state is not None:
+        gen.set_state(data_rng_state)
+    grid_caps = _grid_captions(ds, tc.num_grid_captions)
+    grid_gen = torch.Generator().manual_seed(tc.seed + 1)
+    grid_z = torch.randn(len(grid_caps), cfg.model.z_dim, generator=grid_gen).to(device)
+    grid_eps = torch.randn(len(grid_caps), cfg.model.cond_dim, generator=grid_gen).to(device)
+    (run_dir / "samples").mkdir(exist_ok=True)
+    (run_dir / "captions-grid.txt").write_text(
+        "\n".join(ds.captions[int(i)] for i in grid_caps) + "\n"
+    )
+    writer = _tensorboard(run_dir) if tc.tensorboard else None
+    stats_f = open(run_dir / "stats.jsonl", "a")  # noqa: SIM115 (closed in the finally below)
+    sizes = [img_size]
+
+    pbar = None
+    if tc.progress:
+        from tqdm import tqdm
+
+        pbar = tqdm(
+            total=tc.total_iters,
+            initial=step,
+            desc=f"stage {cfg.model.stage}",
+            unit="it",
+            dynamic_ncols=True,
+        )
+    tick_stats: dict[str, list[float]] = {}
+    tick_start = time.time()
+    perm = torch.empty(0, dtype=torch.long)
+    perm_epoch = -1
+    try:
+        while step < tc.total_iters:
+            epoch, pos = divmod(step, iters_per_epoch)
+            if epoch != perm_epoch:  # a fresh shuffle each epoch, reproducible from the step
+                perm = torch.randperm(
+                    len(ds), generator=torch.Generator().manual_seed(tc.seed * 1_000_003 + epoch)
+                )
+                perm_epoch = epoch
+            idx = perm[pos * tc.batch_size : (pos + 1) * tc.batch_size]
+            if len(idx) < 2:  # a last partial batch of one cannot form a mismatched pair
+                idx = perm[: tc.batch_size]
+            lr_scale = oc.lr_decay_factor ** (epoch // max(oc.lr_decay_epochs, 1))
+            for group in g_opt.param_groups:
+                group["lr"] = oc.g_lr * lr_scale
+            for group in d_opt.param_groups:
+                group["lr"] = oc.d_lr * lr_scale
+
+            batch = ds.sample(idx, sizes, gen)
+            real = batch.images[-1].to(device, non_blocking=True)
+            real = real.contiguous(memory_format=memory_format)
+            text = emb[batch.caption_idx.to(device)]
+            # Mismatched captions come from images of another class (see TextImageDataset).
+            wrong = emb[batch.wrong_caption_idx.to(device)]
+            z = torch.randn(len(idx), cfg.model.z_dim, device=device)
+
+            with autocast():
+                out = generator(z, text)
+            stats = d_step(
+                discriminator,
+                d_opt,
+                real,
+                out.images[-1],
+                text,
+                wrong,
+                wrong_fake_weight=cfg.loss.wrong_fake_weight,
+                uncond_weight=cfg.loss.uncond_weight,
+                autocast=autocast,
+            )
+            stats.update(
+                g_step(
+                    generator,
+                    discriminator,
+                    g_opt,
+                    out,
+                    text,
+                    kl_weight=cfg.loss.kl_weight,
+                    uncond_weight=cfg.loss.uncond_weight,
+                    autocast=autocast,
+                )
+            )
+            update_ema(g_ema, generator, tc.ema_decay)
+            step += 1
+            for k, v in stats.items():
+                tick_stats.setdefault(k, []).append(v)
+            if pbar is not None:
+                pbar.update(1)
+                if step % 10 == 0:
+                    pbar.set_postfix(d=f"{stats['d_loss']:.3f}", g=f"{stats['g_loss']:.3f}")
+
+            # 7. Maintenance on ticks -------------------------------------------------------------
+            done = step >= tc.total_iters
+            if step % tc.tick_iters == 0 or done:
+                tick = step // tc.tick_iters
+                elapsed = time.time() - tick_start
+                means = {k: float(np.mean(v)) for k, v in tick_stats.items()}
+                record = {
+                    "step": step,
+                    "epoch": epoch,
+                    "lr_scale": lr_scale,
+                    "sec_per_iter": elapsed / max(len(tick_stats.get("d_loss", [1])), 1),
+                    **means,
+                }
+                stats_f.write(json.dumps(record) + "\n")
+                stats_f.flush()
+                if writer is not None:
+                    for k, v in means.items():
+                        writer.add_scalar(f"loss/{k}", v, step)
+                    writer.add_scalar("progress/sec_per_iter", record["sec_per_iter"], step)
+                logger.info(
+                    "step %d  %s", step, "  ".join(f"{k}={v:.4f}" for k, v in sorted(means.items()))
+                )
+                _save_grid(
+                    g_ema,
+                    grid_z,
+                    emb[grid_caps.to(device)],
+                    grid_eps,
+                    run_dir / "samples" / f"grid-{step:07d}.png",
+                    autocast,
+                )
+                if tick % tc.snapshot_ticks == 0 or done:
+                    save_checkpoint(
+                        run_dir / LATEST,
+                        cfg,
+                        step=step,
+                        generator=generator.state_dict(),
+                        generator_ema=g_ema.state_dict(),
+                        discriminators=[discriminator.state_dict()],
+                        optimizers={
+                            "generator": g_opt.state_dict(),
+                            "discriminators": [d_opt.state_dict()],
+                        },
+                        rng={**rng_state(), "data": gen.get_state()},
+                    )
+                    export_generator(run_dir / EXPORT, g_ema.state_dict(), cfg)
+                tick_stats = {}
+                tick_start = time.time()
+    finally:
+        if pbar is not None:
+            pbar.close()
+        stats_f.close()
+        if writer is not None:
+            writer.close()
+    return run_dir / EXPORT
+
+
+@torch.no_grad()
+def _save_grid(
+    g_ema: nn.Module,
+    z: torch.Tensor,
+    text: torch.Tensor,
+    eps: torch.Tensor,
+    path: Path,
+    autocast: Any,
+) -> None:
+    """Fixed-caption, fixed-noise grid: one row per caption, stages side by side."""
+    with autocast():
+        out = g_ema(z, text, eps)
+    size = out.images[-1].shape[-1]
+    cols = [to_uint8(resize_to(im, size)) for im in out.images]  # each (B, S, S, 3)
+    tiles = np.stack(cols, axis=1).reshape(-1, size, size, 3)  # stages of a caption adjacent
+    per_row = GRID_CAPTIONS_PER_ROW[min(len(cols), 2)]
+    save_png(make_grid(tiles, nrow=len(cols) * per_row), path)
+
+
+def _tensorboard(run_dir: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        logger.warning(
+            "tensorboard is not installed; scalars go to stats.jsonl only "
+            "(pip install 'stackgan[tensorboard]')"
+        )
+        return None
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))

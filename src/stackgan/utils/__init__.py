@@ -1,0 +1,1 @@
+"""Seeding, device and AMP selection, image grids."""

@@ -1,0 +1,202 @@
+import json
+import pickle
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from stackgan.cli import main
+
+from .conftest import tiny_overrides
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_shapes, tmp_path_factory):
+    """A tiny Stage-I model trained for one iteration through the CLI."""
+    out = tmp_path_factory.mktemp("runs")
+    args = ["train", "--outdir", str(out)]
+    # CONFIG argument: an empty YAML file, everything else from --set
+    cfg = out / "tiny.yaml"
+    cfg.write_text("name: tiny\n")
+    args.insert(1, str(cfg))
+    for o in tiny_overrides(tiny_shapes):
+        args += ["--set", o]
+    res = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    (run,) = [p for p in out.iterdir() if p.is_dir()]
+    assert run.name.startswith("00000-v1-shapes-stage1-bs4")
+    return run / "model.safetensors"
+
+
+def test_train_dry_run_prints_resolved_config(tmp_path):
+    res = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "configs/v1_shapes_stage1.yaml",
+            "--dry-run",
+            "--set",
+            "optim.g_lr=1e-4",
+            "--outdir",
+            str(tmp_path),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "g_lr: 0.0001" in res.output
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_config_errors_are_one_clear_line(tmp_path):
+    res = CliRunner().invoke(
+        main, ["train", "configs/v1_shapes_stage1.yaml", "--dry-run", "--set", "model.ngff=4"]
+    )
+    assert res.exit_code != 0 and "unknown config key model.ngff" in res.output
+    assert "Traceback" not in res.output
+    res = CliRunner().invoke(main, ["train", "nope.yaml", "--dry-run"])
+    assert res.exit_code != 0 and "config file not found: nope.yaml" in res.output
+
+
+def test_missing_dataset_is_a_clear_error(tmp_path):
+    res = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "configs/v1_shapes_stage1.yaml",
+            "--outdir",
+            str(tmp_path),
+            "--set",
+            f"data.root={tmp_path}/none",
+        ],
+    )
+    assert res.exit_code != 0 and "dataset folder not found" in res.output
+
+
+def test_data_shapes_command(tmp_path):
+    res = CliRunner().invoke(
+        main,
+        [
+            "data",
+            "shapes",
+            "--out",
+            str(tmp_path / "s"),
+            "--num",
+            "12",
+            "--size",
+            "32",
+            "--seed",
+            "3",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    with open(tmp_path / "s" / "train" / "filenames.pickle", "rb") as f:
+        assert len(pickle.load(f)) > 0
+    res = CliRunner().invoke(main, ["data", "shapes", "--out", str(tmp_path / "s"), "--num", "5"])
+    assert res.exit_code != 0 and "not empty" in res.output
+
+
+def test_sample_contract(tiny_model, tmp_path):
+    caps = tmp_path / "caps.txt"
+    caps.write_text("a red star\n\n   \na tiny blue circle on a grey background\nbig box\n")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(
+        main,
+        [
+            "sample",
+            "--captions",
+            str(caps),
+            "--out",
+            str(out),
+            "--model",
+            str(tiny_model),
+            "--seed",
+            "1",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.iterdir()) == ["0000.png", "0001.png", "0002.png", "grid.png"]
+    assert Image.open(out / "0000.png").size == (16, 16)  # the model's highest resolution
+    # same seed -> same images
+    out2 = tmp_path / "out2"
+    CliRunner().invoke(
+        main,
+        [
+            "sample",
+            "--captions",
+            str(caps),
+            "--out",
+            str(out2),
+            "--model",
+            str(tiny_model),
+            "--seed",
+            "1",
+        ],
+    )
+    assert (out / "0001.png").read_bytes() == (out2 / "0001.png").read_bytes()
+
+
+def test_sample_positional_caption_and_bad_input(tiny_model, tmp_path):
+    out = tmp_path / "o"
+    r = CliRunner().invoke(
+        main,
+        [
+            "sample",
+            "a green diamond",
+            "--out",
+            str(out),
+            "--model",
+            str(tiny_model),
+            "--save-stages",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert (out / "0000.png").exists() and (out / "stage1" / "0000.png").exists()
+    r = CliRunner().invoke(
+        main, ["sample", "x" * 10_000, "--out", str(out), "--model", str(tiny_model)]
+    )
+    assert r.exit_code != 0 and "10000 characters" in r.output
+    r = CliRunner().invoke(main, ["sample", "  ", "--out", str(out), "--model", str(tiny_model)])
+    assert r.exit_code != 0 and "caption 0 is empty" in r.output
+    r = CliRunner().invoke(main, ["sample", "--out", str(out), "--model", str(tiny_model)])
+    assert r.exit_code != 0 and "give a caption" in r.output
+    r = CliRunner().invoke(
+        main, ["sample", "--captions", str(tmp_path / "none.txt"), "--model", str(tiny_model)]
+    )
+    assert r.exit_code != 0 and "captions file not found" in r.output
+
+
+def test_truncated_model_file_is_a_clear_error(tiny_model, tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(tiny_model.read_bytes()[:200])
+    r = CliRunner().invoke(
+        main, ["sample", "a red star", "--model", str(bad), "--out", str(tmp_path / "o")]
+    )
+    assert r.exit_code != 0 and "truncated or corrupt" in r.output
+
+
+def test_export_command(tiny_model, tmp_path):
+    ckpt = tiny_model.parent / "checkpoint-latest.pt"
+    out = tmp_path / "half.safetensors"
+    r = CliRunner().invoke(main, ["export", str(ckpt), "--out", str(out), "--half"])
+    assert r.exit_code == 0, r.output
+    assert out.stat().st_size < tiny_model.stat().st_size
+
+
+def test_consistency_command(tiny_model, tiny_shapes, tmp_path):
+    out = tmp_path / "c.json"
+    r = CliRunner().invoke(
+        main,
+        [
+            "consistency",
+            "--model",
+            str(tiny_model),
+            "--data",
+            str(tiny_shapes),
+            "--num",
+            "5",
+            "--out",
+            str(out),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    res = json.loads(out.read_text())
+    assert res["num_images"] == 5 and 0 <= res["object_color_acc"] <= 1

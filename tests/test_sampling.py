@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+import torch
+
+from stackgan.data import shapes
+from stackgan.metrics.consistency import judge_image, names_background, score
+from stackgan.sampling import Text2ImageSampler, default_model_path
+from stackgan.text import MAX_CAPTION_CHARS, TextEncoderError, check_captions
+
+
+def test_check_captions():
+    assert check_captions([" a red star "]) == ["a red star"]
+    with pytest.raises(TextEncoderError, match="caption 1 is empty"):
+        check_captions(["ok", ""])
+    with pytest.raises(TextEncoderError, match="characters long"):
+        check_captions(["x" * (MAX_CAPTION_CHARS + 1)])
+    with pytest.raises(TextEncoderError, match="no captions"):
+        check_captions([])
+    with pytest.raises(TextEncoderError, match="list of strings"):
+        check_captions("a red star")  # type: ignore[arg-type]
+
+
+def test_judge_on_real_renders():
+    rng = np.random.default_rng(0)
+    import random
+
+    r = random.Random(0)
+    attrs = [shapes.sample_attributes(r) for _ in range(40)]
+    imgs = [shapes.render(a, 256) for a in attrs]
+    res = score(imgs, attrs, [False] * 40)
+    assert res["object_color_acc"] == 1.0 and res["background_acc"] == 1.0
+    noise = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(5)]
+    assert sum(judge_image(n).background == "gray" for n in noise) >= 4  # noise averages grey
+    blank = np.full((64, 64, 3), shapes.BACKGROUND_PALETTE["sand"], dtype=np.uint8)
+    j = judge_image(blank)
+    assert j.background == "sand" and j.object_color is None  # no object drawn
+
+
+def test_names_background():
+    assert names_background("a red star on a light blue background", "sky")
+    assert names_background("there is a box, and the background is grey", "gray")
+    assert not names_background("a red star with white stripes", "white")
+
+
+def test_bundled_model_is_small_and_samples():
+    path = default_model_path()
+    assert path.exists(), "the bundled model ships inside the package"
+    assert path.stat().st_size < 25 * 2**20
+    sampler = Text2ImageSampler.from_pretrained()
+    out = sampler(["a big red star on a sky blue background"], seed=0, num_images=2)
+    assert len(out.images) == 2 and out.images[0].size == (256, 256)
+    assert [im.size for im in (s[0] for s in out.stage_images)] == [(64, 64), (256, 256)]
+    again = sampler(["a big red star on a sky blue background"], seed=0, num_images=2)
+    assert np.array_equal(np.asarray(out.images[1]), np.asarray(again.images[1]))
+    with pytest.raises(ValueError, match="num_images"):
+        sampler(["x"], num_images=0)
+    assert sampler.to("cpu").encode_text(["a"]).shape == (1, 384)
+    assert isinstance(sampler.generate(torch.zeros(1, 384), ca_noise=False)[-1], torch.Tensor)

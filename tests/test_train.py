@@ -1,0 +1,135 @@
+import json
+
+import pytest
+import torch
+
+from stackgan.checkpoint import CheckpointError, load_checkpoint, load_export
+from stackgan.config import ConfigError
+from stackgan.models.registry import build_generator
+from stackgan.train import train
+from stackgan.train.ema import update_ema
+
+from .conftest import tiny_config
+
+
+def _gen_output(state, cfg, seed=0):
+    g = build_generator(cfg)
+    g.load_state_dict(state)
+    g.eval()
+    torch.manual_seed(seed)
+    z, t = torch.randn(2, cfg.model.z_dim), torch.randn(2, cfg.text.dim)
+    return g(z, t, torch.zeros(2, cfg.model.cond_dim)).images[-1]
+
+
+def test_stage1_one_iteration_smoke(tiny_shapes, tmp_path):
+    cfg = tiny_config(tiny_shapes)
+    export = train(cfg, tmp_path / "run")
+    run = tmp_path / "run"
+    for name in (
+        "config.yaml",
+        "log.txt",
+        "stats.jsonl",
+        "checkpoint-latest.pt",
+        "model.safetensors",
+        "captions-grid.txt",
+    ):
+        assert (run / name).exists(), name
+    assert list((run / "samples").glob("grid-*.png"))
+    rec = json.loads((run / "stats.jsonl").read_text().splitlines()[-1])
+    assert rec["step"] == 1 and {"d_real", "d_wrong", "d_fake", "g_adv", "kl"} <= set(rec)
+    state, cfg2 = load_export(export)
+    assert cfg2 == cfg
+    assert _gen_output(state, cfg).shape == (2, 3, 16, 16)
+
+
+def test_stage2_one_iteration_smoke(tiny_shapes, tmp_path):
+    s1 = train(tiny_config(tiny_shapes), tmp_path / "s1")
+    cfg = tiny_config(tiny_shapes, stage=2, **{"model.stage1_checkpoint": str(s1)})
+    export = train(cfg, tmp_path / "s2")
+    state, _ = load_export(export)
+    s1_state, _ = load_export(s1)
+    # Stage-I weights travel inside the Stage-II export, unchanged by Stage-II training
+    for k, v in s1_state.items():
+        assert torch.equal(state[f"stage1.{k}"], v), k
+    g = build_generator(cfg)
+    g.load_state_dict(state)
+    out = g.eval()(torch.randn(2, 8), torch.randn(2, cfg.text.dim))
+    assert [im.shape[-1] for im in out.images] == [16, 32]
+
+
+def test_stage2_needs_a_matching_stage1(tiny_shapes, tmp_path):
+    with pytest.raises(ConfigError, match="stage1_checkpoint"):
+        train(tiny_config(tiny_shapes, stage=2), tmp_path / "x")
+    s1 = train(tiny_config(tiny_shapes, **{"model.ngf": 8}), tmp_path / "s1")
+    cfg = tiny_config(tiny_shapes, stage=2, **{"model.stage1_checkpoint": str(s1)})
+    with pytest.raises(ConfigError, match="does not match"):
+        train(cfg, tmp_path / "s2")
+
+
+def test_checkpoint_round_trip_identical_outputs(tiny_shapes, tmp_path):
+    cfg = tiny_config(tiny_shapes)
+    export = train(cfg, tmp_path / "run")
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoint-latest.pt")
+    state, _ = load_export(export)
+    a = _gen_output(ckpt["generator_ema"], cfg)
+    b = _gen_output(state, cfg)
+    assert torch.equal(a, b)
+    assert ckpt["step"] == 1 and ckpt["format_version"] == 1
+    assert set(ckpt) >= {
+        "config",
+        "generator",
+        "generator_ema",
+        "discriminators",
+        "optimizers",
+        "rng",
+        "package_version",
+    }
+
+
+def test_resume_continues_the_run_exactly(tiny_shapes, tmp_path):
+    cfg2 = tiny_config(tiny_shapes, **{"train.total_iters": 2})
+    train(cfg2, tmp_path / "straight")
+    cfg1 = tiny_config(tiny_shapes, **{"train.total_iters": 1})
+    train(cfg1, tmp_path / "resumed")
+    train(cfg2, tmp_path / "resumed", resume=tmp_path / "resumed" / "checkpoint-latest.pt")
+    a = load_checkpoint(tmp_path / "straight" / "checkpoint-latest.pt")
+    b = load_checkpoint(tmp_path / "resumed" / "checkpoint-latest.pt")
+    assert a["step"] == b["step"] == 2
+    for k in a["generator"]:
+        assert torch.allclose(a["generator"][k].float(), b["generator"][k].float(), atol=1e-6), k
+    steps = [
+        json.loads(ln)["step"]
+        for ln in (tmp_path / "resumed" / "stats.jsonl").read_text().splitlines()
+    ]
+    assert steps == [1, 2]
+
+
+def test_resume_refuses_a_different_model(tiny_shapes, tmp_path):
+    train(tiny_config(tiny_shapes), tmp_path / "r")
+    other = tiny_config(tiny_shapes, **{"model.ngf": 8, "train.total_iters": 2})
+    with pytest.raises(CheckpointError, match="different model"):
+        train(other, tmp_path / "r", resume=tmp_path / "r" / "checkpoint-latest.pt")
+
+
+def test_truncated_checkpoint_is_a_clear_error_and_resume_leaves_it(tiny_shapes, tmp_path):
+    train(tiny_config(tiny_shapes), tmp_path / "r")
+    path = tmp_path / "r" / "checkpoint-latest.pt"
+    data = path.read_bytes()
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_checkpoint(bad)
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        train(tiny_config(tiny_shapes, **{"train.total_iters": 2}), tmp_path / "r", resume=bad)
+    assert path.read_bytes() == data  # the good checkpoint is untouched
+
+
+def test_ema_update():
+    a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        a.weight.fill_(0.0)
+        b.weight.fill_(1.0)
+    update_ema(a, b, 0.9)
+    assert torch.allclose(a.weight, torch.full((2, 2), 0.1))
+    update_ema(a, b, 0.0)
+    assert torch.equal(a.weight, b.weight)
