@@ -200,3 +200,32 @@ def test_consistency_command(tiny_model, tiny_shapes, tmp_path):
     assert r.exit_code == 0, r.output
     res = json.loads(out.read_text())
     assert res["num_images"] == 5 and 0 <= res["object_color_acc"] <= 1
+
+
+def test_demo_writes_a_gallery_and_trains(tiny_model, tmp_path):
+    out = tmp_path / "demo"
+    r = CliRunner().invoke(
+        main,
+        [
+            "demo",
+            "--out",
+            str(out),
+            "--model",
+            str(tiny_model),
+            "--num-images",
+            "40",
+            "--num-captions",
+            "3",
+            "--train-iters",
+            "2",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    page = (out / "index.html").read_text()
+    assert page.count("<tr>") == 4  # header + 3 captions
+    for s in (1,):
+        assert (out / "images" / f"000-stage{s}.png").exists()
+    assert "consistency.json" in {p.name for p in out.iterdir()}
+    assert "2 iterations of Stage-I" in page
+    img_srcs = [seg.split('"')[0] for seg in page.split('src="')[1:]]
+    assert img_srcs and all((out / src).exists() for src in img_srcs)  # every image resolves

@@ -45,9 +45,21 @@ DEMO_IMAGES = 600  # a small shapes set: enough test captions, quick to render a
     help="Also run a short Stage-I training on the demo data.",
 )
 @click.option("--train-iters", default=150, show_default=True, help="Iterations of that run.")
+@click.option(
+    "--num-images",
+    default=DEMO_IMAGES,
+    show_default=True,
+    help="Size of the shapes set rendered for the demo.",
+)
 @click.option("--seed", default=0, show_default=True)
 def demo(
-    out_dir: str, model: str | None, num_captions: int, do_train: bool, train_iters: int, seed: int
+    out_dir: str,
+    model: str | None,
+    num_captions: int,
+    do_train: bool,
+    train_iters: int,
+    num_images: int,
+    seed: int,
 ) -> None:
     """Gallery of the bundled model on test-split captions, plus a short training run.
 
@@ -64,9 +76,10 @@ def demo(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data_root = out / "data"
-    if not (data_root / "meta.json").exists():
-        click.echo(f"[1/3] rendering {DEMO_IMAGES} shapes images into {data_root}")
-        write_dataset(data_root, DEMO_IMAGES, seed=seed, size=256, overwrite=True)
+    meta = data_root / "meta.json"
+    if not meta.exists() or json.loads(meta.read_text())["num_images"] != num_images:
+        click.echo(f"[1/3] rendering {num_images} shapes images into {data_root}")
+        write_dataset(data_root, num_images, seed=seed, size=256, overwrite=True)
     else:
         click.echo(f"[1/3] using the shapes data in {data_root}")
 

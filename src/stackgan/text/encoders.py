@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import logging
 import os
 import pickle
@@ -23,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 MAX_CAPTION_CHARS = 1000  # far beyond any dataset caption; longer input is almost surely a mistake
 MINILM_DIM = 384
+ENCODER_VERSIONS = {"minilm": 2}  # bump when an encoder's output changes: invalidates caches
 CHAR_CNN_RNN_DIM = 1024
 
 
@@ -60,7 +62,14 @@ class TextEncoder(Protocol):
 
 
 class MiniLMEncoder:
-    """all-MiniLM-L6-v2 mean-pooled, L2-normalised sentence embeddings (384-d), fully offline."""
+    """all-MiniLM-L6-v2 mean-pooled sentence embeddings (384-d), fully offline.
+
+    The unit-norm sentence vectors are scaled to norm sqrt(384), i.e. unit variance per
+    component. Unit-norm inputs (components ~0.05) through a DCGAN-initialised fc give
+    Conditioning Augmentation a mean ~50x smaller than its noise, so the text signal is drowned
+    at the start of training; at this scale it is comparable, as with the char-CNN-RNN
+    embeddings the paper used.
+    """
 
     name = "minilm"
     dim = MINILM_DIM
@@ -97,7 +106,7 @@ class MiniLMEncoder:
             normalize_embeddings=True,
             show_progress_bar=progress,
         )
-        emb: torch.Tensor = out.float().cpu()
+        emb: torch.Tensor = out.float().cpu() * math.sqrt(self.dim)
         return emb
 
 
@@ -168,7 +177,8 @@ def dataset_embeddings(
         rows = [arr[i, j % arr.shape[1]] for i, n in enumerate(caption_counts) for j in range(n)]
         return torch.from_numpy(np.stack(rows))
     digest = hashlib.sha1("\n".join(captions).encode()).hexdigest()[:12]
-    path = cache_dir / f"text-{encoder_name}-{digest}.pt"
+    version = ENCODER_VERSIONS.get(encoder_name, 1)
+    path = cache_dir / f"text-{encoder_name}-v{version}-{digest}.pt"
     if path.exists():
         try:
             emb = torch.load(path, weights_only=True)
@@ -186,6 +196,6 @@ def dataset_embeddings(
     )
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(emb.half(), tmp)  # fp16 halves the cache; the embeddings are unit-norm
+    torch.save(emb.half(), tmp)  # fp16 halves the cache at no cost for these magnitudes
     os.replace(tmp, path)
     return emb

@@ -1,0 +1,97 @@
+"""Training-step speed of StackGAN v1 under different numerics, as ratios to eager fp32 NCHW.
+
+Measures one full iteration (G forward, D step on the three pairs, G step) on random data, for
+the CPU-sized `shapes` preset widths and, with --paper, the paper's widths. Every figure is a
+ratio against the fp32 / contiguous baseline measured in the same run on the same machine.
+
+    python benchmarks/bench_train_step.py                # shapes widths, CPU or GPU
+    python benchmarks/bench_train_step.py --paper --device cuda --compile
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import platform
+import time
+
+import torch
+
+from stackgan.models.v1 import Discriminator, Stage1Generator, Stage2Generator
+from stackgan.train.steps import d_step, g_step
+from stackgan.utils.runtime import autocast_factory
+
+SHAPES = {"ngf": 32, "ndf": 32, "ngf2": 32, "ndf2": 16, "res": 2}
+PAPER = {"ngf": 128, "ndf": 64, "ngf2": 128, "ndf2": 64, "res": 4}
+
+
+def build(stage: int, w: dict[str, int], text_dim: int = 384):
+    g1 = Stage1Generator(text_dim, 100, 128, w["ngf"], 64)
+    if stage == 1:
+        return g1, Discriminator(64, text_dim, w["ndf"], 128), 64
+    g2 = Stage2Generator(g1, 128, w["ngf2"], w["res"], 256)
+    return g2, Discriminator(256, text_dim, w["ndf2"], 128, uncond=True), 256
+
+
+def time_step(stage, widths, batch, device, amp, channels_last, compile_, iters, warmup):
+    torch.manual_seed(0)
+    g, d, size = build(stage, widths)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    g.to(device, memory_format=fmt).train()
+    d.to(device, memory_format=fmt).train()
+    if compile_:
+        g, d = torch.compile(g), torch.compile(d)
+    go = torch.optim.Adam([p for p in g.parameters() if p.requires_grad], 2e-4, betas=(0.5, 0.999))
+    do = torch.optim.Adam(d.parameters(), 2e-4, betas=(0.5, 0.999))
+    ac = autocast_factory(device, amp) if amp != "off" else contextlib.nullcontext
+    z = torch.randn(batch, 100, device=device)
+    t = torch.randn(batch, 384, device=device)
+    real = torch.rand(batch, 3, size, size, device=device).contiguous(memory_format=fmt)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    for i in range(warmup + iters):
+        if i == warmup:
+            sync()
+            t0 = time.perf_counter()
+        with ac():
+            out = g(z, t)
+        d_step(d, do, real, out.images[-1], t, t.roll(1, 0), autocast=ac)
+        g_step(g, d, go, out, t, autocast=ac)
+    sync()
+    return (time.perf_counter() - t0) / iters
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--paper", action="store_true", help="paper widths instead of shapes widths")
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile")
+    ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2)
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    widths = PAPER if args.paper else SHAPES
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
+    print(f"machine: {platform.processor() or platform.machine()} {gpu}, "
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"widths: {'paper' if args.paper else 'shapes preset'} {widths}")
+    variants = [("fp32 NCHW (baseline)", "off", False, False),
+                ("fp32 channels_last", "off", True, False),
+                ("bf16 autocast channels_last", "bf16", True, False)]
+    if args.compile:
+        variants.append(("bf16 channels_last + compile", "bf16", True, True))
+    for stage, batch in ((1, 64), (2, 16)):
+        base = None
+        print(f"\nStage-{'I' * stage} step, batch {batch}:")
+        for name, amp, cl, comp in variants:
+            s = time_step(stage, widths, batch, device, amp, cl, comp, args.iters, args.warmup)
+            base = base or s
+            print(f"  {name:32s} {s * 1000:9.1f} ms/it   speed-up x{base / s:5.2f}   "
+                  f"{batch / s:8.1f} img/s")
+
+
+if __name__ == "__main__":
+    main()

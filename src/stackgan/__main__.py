@@ -1,0 +1,5 @@
+"""``python -m stackgan`` is the ``stackgan`` command."""
+
+from stackgan.cli import main
+
+main()
