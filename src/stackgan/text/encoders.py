@@ -10,8 +10,8 @@
 from __future__ import annotations
 
 import hashlib
-import math
 import logging
+import math
 import os
 import pickle
 from pathlib import Path
