@@ -82,7 +82,8 @@ def _setup_logging(run_dir: Path) -> None:
 def _grid_captions(ds: TextImageDataset, n: int) -> torch.Tensor:
     """Caption indices for the fixed sample grid: the first caption of n evenly spaced images."""
     idx = torch.linspace(0, len(ds) - 1, min(n, len(ds))).long()
-    return ds.caption_offsets[idx]
+    first: torch.Tensor = ds.caption_offsets[idx]
+    return first
 
 
 def train(cfg: ExperimentConfig, run_dir: str | Path, resume: str | Path | None = None) -> Path:
