@@ -1,0 +1,323 @@
+"""Text-image datasets in the CUB-200-2011 ``birds`` layout of the original StackGAN code.
+
+Layout (``shapes`` is written the same way, without bounding boxes)::
+
+    CUB_200_2011/images/<class>/<name>.jpg   CUB_200_2011/images.txt   [bounding_boxes.txt]
+    text/<class>/<name>.txt                  one caption per line (10 per image for CUB)
+    train/filenames.pickle, train/class_info.pickle, test/...   (Python 2 pickles)
+
+Images are bounding-box cropped as the reference code does (a square of half-side
+0.75 * max(w, h) around the box centre, clipped to the image), resized to the load size
+(76/64 of the training size when random cropping) and cached on disk once as uint8, so training
+reads a memory map instead of decoding JPEGs every epoch. Random crop and flip happen per batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+logger = logging.getLogger(__name__)
+
+LOAD_RATIO = 76 / 64  # reference code: load at 76 for 64, 304 for 256, then random crop
+BBOX_SCALE = 0.75  # reference code: crop half-side = 0.75 * max(bbox w, bbox h)
+IMAGE_EXTS = (".jpg", ".jpeg", ".png")
+CACHE_VERSION = 1
+
+
+class DatasetError(ValueError):
+    """A dataset folder that cannot be read, with the path of the problem."""
+
+
+def _read_pickle(path: Path) -> object:
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f, encoding="latin1")  # the originals are Python 2 pickles
+    except FileNotFoundError:
+        raise DatasetError(f"missing split file: {path}") from None
+    except (pickle.UnpicklingError, EOFError, ValueError) as exc:
+        raise DatasetError(f"cannot read {path}: {exc}") from exc
+
+
+def bbox_crop_box(
+    bbox: tuple[float, float, float, float], width: int, height: int
+) -> tuple[int, int, int, int]:
+    """The reference code's crop window (x1, y1, x2, y2) around a CUB bounding box."""
+    x, y, w, h = bbox
+    r = int(max(w, h) * BBOX_SCALE)
+    cx, cy = int((2 * x + w) / 2), int((2 * y + h) / 2)
+    return max(0, cx - r), max(0, cy - r), min(width, cx + r), min(height, cy + r)
+
+
+def load_image(
+    path: Path, load_size: int, bbox: tuple[float, float, float, float] | None
+) -> np.ndarray:
+    """Open, bbox-crop, resize the shorter side to ``load_size`` and centre-crop to a square."""
+    try:
+        with Image.open(path) as im:
+            img = im.convert("RGB")
+    except FileNotFoundError:
+        raise DatasetError(f"missing image: {path}") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DatasetError(f"corrupt or unreadable image: {path} ({exc})") from exc
+    if bbox is not None:
+        img = img.crop(bbox_crop_box(bbox, *img.size))
+    w, h = img.size
+    scale = load_size / min(w, h)
+    nw, nh = max(load_size, round(w * scale)), max(load_size, round(h * scale))
+    img = img.resize((nw, nh), Image.Resampling.BICUBIC if scale > 1 else Image.Resampling.BOX)
+    left, top = (nw - load_size) // 2, (nh - load_size) // 2
+    img = img.crop((left, top, left + load_size, top + load_size))
+    return np.asarray(img, dtype=np.uint8)
+
+
+def read_captions(path: Path) -> list[str]:
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        raise DatasetError(f"missing caption file: {path}") from None
+    caps = [ln.strip() for ln in lines if ln.strip()]
+    if not caps:
+        raise DatasetError(f"caption file has no captions: {path}")
+    return caps
+
+
+@dataclass
+class Batch:
+    """One training batch.
+
+    images: list of (B, 3, S, S) float tensors in [-1, 1], one per requested size, ascending.
+    caption_idx: (B,) indices into the dataset's flat caption list (one random caption each).
+    wrong_caption_idx: (B,) captions of other images (another class where classes exist).
+    """
+
+    images: list[torch.Tensor]
+    caption_idx: torch.Tensor
+    wrong_caption_idx: torch.Tensor
+
+
+class TextImageDataset:
+    """Images and captions of one split of a CUB-layout folder, held as a uint8 memory map.
+
+    Args:
+        root: dataset folder.
+        split: "train" or "test".
+        img_size: largest training resolution (e.g. 64 for Stage-I, 256 for Stage-II).
+        bbox_crop: crop around ``bounding_boxes.txt`` when the file exists.
+        random_crop: keep a 76/64 margin for random crops.
+        random_flip: flip horizontally at random in :meth:`sample`.
+        max_images: keep only the first N images (0 = all).
+        cache_dir: where the uint8 image cache goes; None = ``<root>/.stackgan-cache`` when
+            writable, else ``~/.cache/stackgan``.
+        progress: show a progress bar while building the cache.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        img_size: int = 64,
+        *,
+        bbox_crop: bool = True,
+        random_crop: bool = True,
+        random_flip: bool = True,
+        max_images: int = 0,
+        cache_dir: str | Path | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DatasetError(
+                f"dataset folder not found: {self.root} (for the default dataset run "
+                f"`stackgan data shapes --out {self.root}`)"
+            )
+        self.split = split
+        self.img_size = img_size
+        self.random_crop = random_crop
+        self.random_flip = random_flip
+        self.load_size = int(round(img_size * LOAD_RATIO)) if random_crop else img_size
+
+        keys = _read_pickle(self.root / split / "filenames.pickle")
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise DatasetError(f"{self.root / split / 'filenames.pickle'}: expected a list of str")
+        class_file = self.root / split / "class_info.pickle"
+        classes = _read_pickle(class_file) if class_file.exists() else None
+        if max_images:
+            keys = keys[:max_images]
+        if not keys:
+            raise DatasetError(f"split {split!r} of {self.root} lists no images")
+        self.keys: list[str] = keys
+        if classes is not None:
+            if not isinstance(classes, (list, tuple, np.ndarray)):
+                raise DatasetError(f"{class_file}: expected a list of class ids")
+            classes = [int(c) for c in list(classes)[: len(keys)]]
+            if len(classes) != len(keys):
+                raise DatasetError(f"{class_file}: {len(classes)} labels for {len(keys)} images")
+        self.class_ids = torch.tensor(classes if classes is not None else range(len(keys)))
+        self.has_classes = classes is not None
+
+        # Captions: a flat list with per-image offsets, so any number per image works.
+        self.captions: list[str] = []
+        offsets, counts = [], []
+        for k in keys:
+            caps = read_captions(self.root / "text" / f"{k}.txt")
+            offsets.append(len(self.captions))
+            counts.append(len(caps))
+            self.captions.extend(caps)
+        self.caption_offsets = torch.tensor(offsets)
+        self.caption_counts = torch.tensor(counts)
+
+        self.bbox_crop = bbox_crop and (self.root / "CUB_200_2011" / "bounding_boxes.txt").exists()
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(self.root)
+        self.images = torch.from_numpy(self._load_images(progress))  # (N, L, L, 3) uint8
+
+    # ------------------------------------------------------------------------------------------
+    def _image_paths(self) -> list[Path]:
+        base = self.root / "CUB_200_2011" / "images"
+        index_file = self.root / "CUB_200_2011" / "images.txt"
+        by_key: dict[str, str] = {}
+        if index_file.exists():
+            for line in index_file.read_text().splitlines():
+                if line.strip():
+                    _, rel = line.split(maxsplit=1)
+                    by_key[os.path.splitext(rel)[0]] = rel
+        paths = []
+        for k in self.keys:
+            if k in by_key:
+                paths.append(base / by_key[k])
+                continue
+            for ext in IMAGE_EXTS:
+                if (base / f"{k}{ext}").exists():
+                    paths.append(base / f"{k}{ext}")
+                    break
+            else:
+                raise DatasetError(f"missing image for {k!r}: no {base / k}.jpg/.png")
+        return paths
+
+    def _bboxes(self) -> dict[str, tuple[float, float, float, float]]:
+        cub = self.root / "CUB_200_2011"
+        id_to_key = {}
+        for line in (cub / "images.txt").read_text().splitlines():
+            if line.strip():
+                i, rel = line.split(maxsplit=1)
+                id_to_key[i] = os.path.splitext(rel)[0]
+        boxes = {}
+        for line in (cub / "bounding_boxes.txt").read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 5 and parts[0] in id_to_key:
+                x, y, w, h = (float(v) for v in parts[1:])
+                boxes[id_to_key[parts[0]]] = (x, y, w, h)
+        return boxes
+
+    def _cache_path(self) -> Path:
+        sig = hashlib.sha1(
+            repr((CACHE_VERSION, str(self.root.resolve()), self.split, self.keys, self.load_size,
+                  self.bbox_crop)).encode()
+        ).hexdigest()[:12]
+        return self.cache_dir / f"images-{self.split}-{self.load_size}px-{sig}.npy"
+
+    def _load_images(self, progress: bool) -> np.ndarray:
+        path = self._cache_path()
+        if path.exists():
+            try:
+                arr = np.load(path, mmap_mode="r")
+                if arr.shape == (len(self.keys), self.load_size, self.load_size, 3):
+                    return np.array(arr)  # into memory: batches index it at random
+            except (ValueError, OSError):
+                pass
+            logger.warning("image cache %s is unreadable; rebuilding it", path)
+        from tqdm import tqdm
+
+        paths = self._image_paths()
+        boxes = self._bboxes() if self.bbox_crop else {}
+        arr = np.empty((len(paths), self.load_size, self.load_size, 3), dtype=np.uint8)
+        desc = f"caching {self.split} images at {self.load_size}px"
+        for i, (k, p) in enumerate(tqdm(list(zip(self.keys, paths)), desc=desc, disable=not progress)):
+            arr[i] = load_image(p, self.load_size, boxes.get(k))
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
+        np.save(tmp, arr)
+        os.replace(tmp, path)  # atomic: a crash never leaves a half-written cache
+        return arr
+
+    # ------------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @property
+    def num_captions(self) -> int:
+        return len(self.captions)
+
+    def random_captions(self, idx: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
+        """One caption index per image, uniformly among that image's captions."""
+        r = torch.rand(len(idx), generator=gen)
+        return self.caption_offsets[idx] + (r * self.caption_counts[idx]).long()
+
+    def mismatched(self, idx: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
+        """Image indices whose captions do not describe ``idx``: another class where labels exist
+        (the matching-aware discriminator must see text that is really wrong), else another
+        image."""
+        n = len(self)
+        other = torch.randint(0, n, (len(idx),), generator=gen)
+        for _ in range(100):  # rejection sampling; converges in a step or two
+            bad = (self.class_ids[other] == self.class_ids[idx]) | (other == idx)
+            if not bad.any():
+                break
+            other[bad] = torch.randint(0, n, (int(bad.sum()),), generator=gen)
+        return other
+
+    def images_at(
+        self, idx: torch.Tensor, sizes: list[int], gen: torch.Generator | None = None,
+        augment: bool = True,
+    ) -> list[torch.Tensor]:
+        """Crop/flip the cached images and return them at each of ``sizes`` in [-1, 1]."""
+        imgs = self.images[idx]  # (B, L, L, 3) uint8
+        s = self.img_size
+        if self.load_size != s:
+            if augment and self.random_crop:
+                off = torch.randint(0, self.load_size - s + 1, (len(idx), 2), generator=gen)
+            else:
+                off = torch.full((len(idx), 2), (self.load_size - s) // 2)
+            imgs = torch.stack(
+                [im[int(y) : int(y) + s, int(x) : int(x) + s] for im, (y, x) in zip(imgs, off)]
+            )
+        x = imgs.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)  # (B, 3, s, s)
+        if augment and self.random_flip:
+            flip = torch.rand(len(idx), generator=gen) < 0.5
+            x[flip] = x[flip].flip(-1)
+        out = []
+        for size in sorted(sizes):
+            if size > s:
+                raise ValueError(f"requested {size}px from a dataset loaded at {s}px")
+            out.append(x if size == s else F.interpolate(x, size=(size, size), mode="area"))
+        return out
+
+    def sample(
+        self, idx: torch.Tensor, sizes: list[int], gen: torch.Generator | None = None
+    ) -> Batch:
+        return Batch(
+            images=self.images_at(idx, sizes, gen),
+            caption_idx=self.random_captions(idx, gen),
+            wrong_caption_idx=self.random_captions(self.mismatched(idx, gen), gen),
+        )
+
+
+def default_cache_dir(root: Path) -> Path:
+    """``<root>/.stackgan-cache`` when the dataset folder is writable, else a per-user cache
+    (shared datasets are often read-only)."""
+    local = root / ".stackgan-cache"
+    if os.access(root, os.W_OK):
+        return local
+    env = os.environ.get("STACKGAN_CACHE")
+    base = Path(env) if env else Path.home() / ".cache" / "stackgan"
+    digest = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:10]
+    return base / f"{root.name}-{digest}"
