@@ -1,0 +1,1 @@
+"""Datasets: the embedded `shapes` renderer and the CUB-layout loader."""

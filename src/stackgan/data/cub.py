@@ -144,7 +144,7 @@ class TextImageDataset:
         self.img_size = img_size
         self.random_crop = random_crop
         self.random_flip = random_flip
-        self.load_size = int(round(img_size * LOAD_RATIO)) if random_crop else img_size
+        self.load_size = round(img_size * LOAD_RATIO) if random_crop else img_size
 
         keys = _read_pickle(self.root / split / "filenames.pickle")
         if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
@@ -220,8 +220,16 @@ class TextImageDataset:
 
     def _cache_path(self) -> Path:
         sig = hashlib.sha1(
-            repr((CACHE_VERSION, str(self.root.resolve()), self.split, self.keys, self.load_size,
-                  self.bbox_crop)).encode()
+            repr(
+                (
+                    CACHE_VERSION,
+                    str(self.root.resolve()),
+                    self.split,
+                    self.keys,
+                    self.load_size,
+                    self.bbox_crop,
+                )
+            ).encode()
         ).hexdigest()[:12]
         return self.cache_dir / f"images-{self.split}-{self.load_size}px-{sig}.npy"
 
@@ -241,7 +249,9 @@ class TextImageDataset:
         boxes = self._bboxes() if self.bbox_crop else {}
         arr = np.empty((len(paths), self.load_size, self.load_size, 3), dtype=np.uint8)
         desc = f"caching {self.split} images at {self.load_size}px"
-        for i, (k, p) in enumerate(tqdm(list(zip(self.keys, paths)), desc=desc, disable=not progress)):
+        for i, (k, p) in enumerate(
+            tqdm(list(zip(self.keys, paths)), desc=desc, disable=not progress)
+        ):
             arr[i] = load_image(p, self.load_size, boxes.get(k))
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
@@ -257,7 +267,9 @@ class TextImageDataset:
     def num_captions(self) -> int:
         return len(self.captions)
 
-    def random_captions(self, idx: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
+    def random_captions(
+        self, idx: torch.Tensor, gen: torch.Generator | None = None
+    ) -> torch.Tensor:
         """One caption index per image, uniformly among that image's captions."""
         r = torch.rand(len(idx), generator=gen)
         return self.caption_offsets[idx] + (r * self.caption_counts[idx]).long()
@@ -276,7 +288,10 @@ class TextImageDataset:
         return other
 
     def images_at(
-        self, idx: torch.Tensor, sizes: list[int], gen: torch.Generator | None = None,
+        self,
+        idx: torch.Tensor,
+        sizes: list[int],
+        gen: torch.Generator | None = None,
         augment: bool = True,
     ) -> list[torch.Tensor]:
         """Crop/flip the cached images and return them at each of ``sizes`` in [-1, 1]."""

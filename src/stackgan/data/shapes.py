@@ -132,9 +132,7 @@ def sample_attributes(rng: random.Random) -> ShapeAttributes:
         pattern_color = rng.choice([c for c in OBJECT_PALETTE if c != color])
     # Never the same name, nor the same RGB, as the object colour.
     backgrounds = [
-        b
-        for b, rgb in BACKGROUND_PALETTE.items()
-        if b != color and rgb != OBJECT_PALETTE[color]
+        b for b, rgb in BACKGROUND_PALETTE.items() if b != color and rgb != OBJECT_PALETTE[color]
     ]
     background = rng.choice(backgrounds)
     return ShapeAttributes(shape, color, size, position, pattern, pattern_color, background)
@@ -211,7 +209,9 @@ def render(attrs: ShapeAttributes, size: int = CANVAS) -> np.ndarray:
     # straight edges and very close for curved ones.
     sd = _shape_sdf(attrs.shape, xs, ys, cx, cy, half)
     cover = np.clip(0.5 - sd, 0.0, 1.0)[..., None]
-    fill = np.broadcast_to(np.array(OBJECT_PALETTE[attrs.color], dtype=np.float32), cover.shape[:2] + (3,))
+    fill = np.broadcast_to(
+        np.array(OBJECT_PALETTE[attrs.color], dtype=np.float32), (*cover.shape[:2], 3)
+    )
     if attrs.pattern != "solid":
         assert attrs.pattern_color is not None
         pcolor = np.array(OBJECT_PALETTE[attrs.pattern_color], dtype=np.float32)
@@ -378,9 +378,8 @@ def write_dataset(
     if size not in (CANVAS, CANVAS // 2, CANVAS // 4, CANVAS // 8):
         raise ValueError(f"size must be one of 256, 128, 64, 32, got {size}")
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{out} exists and is not empty (pass overwrite to replace it)")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} exists and is not empty (pass overwrite to replace it)")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
