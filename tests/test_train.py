@@ -133,3 +133,10 @@ def test_ema_update():
     assert torch.allclose(a.weight, torch.full((2, 2), 0.1))
     update_ema(a, b, 0.0)
     assert torch.equal(a.weight, b.weight)
+
+
+def test_each_run_logs_to_its_own_folder(tiny_shapes, tmp_path):
+    train(tiny_config(tiny_shapes), tmp_path / "a")
+    train(tiny_config(tiny_shapes), tmp_path / "b")
+    for run in ("a", "b"):
+        assert "step 1" in (tmp_path / run / "log.txt").read_text()

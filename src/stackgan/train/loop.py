@@ -70,13 +70,14 @@ def load_generator_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], E
     return ckpt["generator_ema"], checkpoint_config(ckpt, path)
 
 
-def _setup_logging(run_dir: Path) -> None:
+def _setup_logging(run_dir: Path) -> logging.Handler:
+    """Send the package's log to ``run_dir/log.txt`` for this run; the caller removes it."""
     root = logging.getLogger("stackgan")
     root.setLevel(logging.INFO)
-    if not any(isinstance(h, logging.FileHandler) for h in root.handlers):
-        fh = logging.FileHandler(run_dir / "log.txt")
-        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        root.addHandler(fh)
+    fh = logging.FileHandler(run_dir / "log.txt")
+    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    root.addHandler(fh)
+    return fh
 
 
 def _grid_captions(ds: TextImageDataset, n: int) -> torch.Tensor:
@@ -99,7 +100,15 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, resume: str | Path | None 
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    _setup_logging(run_dir)
+    log_handler = _setup_logging(run_dir)
+    try:
+        return _train(cfg, run_dir, resume)
+    finally:
+        logging.getLogger("stackgan").removeHandler(log_handler)
+        log_handler.close()
+
+
+def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> Path:
     (run_dir / "config.yaml").write_text(cfg.to_yaml())
     tc = cfg.train
 
