@@ -181,15 +181,17 @@ class TextImageDataset:
         self.images = torch.from_numpy(self._load_images(progress))  # (N, L, L, 3) uint8
 
     # ------------------------------------------------------------------------------------------
+    def _image_index(self) -> list[tuple[str, str]]:
+        """(image id, path relative to images/) from ``images.txt``; empty when it is absent."""
+        index_file = self.root / "CUB_200_2011" / "images.txt"
+        if not index_file.exists():
+            return []
+        lines = index_file.read_text().splitlines()
+        return [(i, rel) for i, rel in (ln.split(maxsplit=1) for ln in lines if ln.strip())]
+
     def _image_paths(self) -> list[Path]:
         base = self.root / "CUB_200_2011" / "images"
-        index_file = self.root / "CUB_200_2011" / "images.txt"
-        by_key: dict[str, str] = {}
-        if index_file.exists():
-            for line in index_file.read_text().splitlines():
-                if line.strip():
-                    _, rel = line.split(maxsplit=1)
-                    by_key[os.path.splitext(rel)[0]] = rel
+        by_key = {os.path.splitext(rel)[0]: rel for _, rel in self._image_index()}
         paths = []
         for k in self.keys:
             if k in by_key:
@@ -205,11 +207,7 @@ class TextImageDataset:
 
     def _bboxes(self) -> dict[str, tuple[float, float, float, float]]:
         cub = self.root / "CUB_200_2011"
-        id_to_key = {}
-        for line in (cub / "images.txt").read_text().splitlines():
-            if line.strip():
-                i, rel = line.split(maxsplit=1)
-                id_to_key[i] = os.path.splitext(rel)[0]
+        id_to_key = {i: os.path.splitext(rel)[0] for i, rel in self._image_index()}
         boxes = {}
         for line in (cub / "bounding_boxes.txt").read_text().splitlines():
             parts = line.split()
