@@ -23,6 +23,10 @@ PAPER_LR = 2e-4  # StackGAN paper, sec. 4 ("learning rate 0.0002")
 PAPER_KL_WEIGHT = 2.0  # StackGAN reference code (TRAIN.COEFF.KL = 2.0)
 PAPER_Z_DIM = 100  # StackGAN paper, sec. 4 (N_z = 100)
 PAPER_COND_DIM = 128  # StackGAN paper, sec. 4 (N_g = 128)
+V2_MAX_BRANCHES = 4  # StackGAN++ reference code builds up to four branches (64..512 px)
+# Colour-consistency lambda_1 when unconditional training leaves it on: the StackGAN-v2 reference
+# presets that enable it (COLOR_CONSISTENCY = 50); the covariance term is 5x this (paper, eq. 8).
+COLOR_WEIGHT_UNCOND = 50.0
 
 
 class ConfigError(ValueError):
@@ -60,17 +64,22 @@ class TextConfig:
 class ModelConfig:
     """Network widths and depths. The ``paper`` presets hold the published numbers."""
 
-    version: Literal["v1"] = "v1"
-    stage: int = 1  # 1: Stage-I (64x64); 2: Stage-II (256x256) on top of a frozen Stage-I
+    version: Literal["v1", "v2"] = "v1"  # v1: StackGAN (two stages); v2: StackGAN++ (a tree)
+    stage: int = 1  # v1 only. 1: Stage-I (64x64); 2: Stage-II (256x256) on a frozen Stage-I
+    num_branches: int = 3  # v2 only: 1..4 branches at stage1_img_size * 2^i (3 = 64/128/256)
+    conditional: bool = True  # v2 only: false = unconditional mode, images without text
     z_dim: int = PAPER_Z_DIM
     cond_dim: int = PAPER_COND_DIM  # Conditioning Augmentation output size (N_g)
-    ngf: int = 128  # Stage-I generator width (paper: 128 -> 4x4x1024 after the fc)
-    ndf: int = 64  # Stage-I discriminator width
+    # v1: Stage-I width (paper 128 -> 4x4x1024 after the fc). v2: width at the first branch's
+    # output (paper 64, also 4x4x1024 after the fc at 64 px), halved by each later branch.
+    ngf: int = 128
+    ndf: int = 64  # Stage-I discriminator width (v2: every branch's discriminator)
     ngf2: int = 128  # Stage-II generator width
     ndf2: int = 64  # Stage-II discriminator width
     disc_text_dim: int = 128  # D compresses the text embedding to this size (N_d)
-    num_res_blocks: int = 4  # Stage-II residual blocks
-    stage1_img_size: int = 64
+    num_res_blocks: int = 4  # v1: Stage-II residual blocks (paper 4); v2: per branch (paper 2)
+    joint_kernel: int = 0  # D's text-join conv kernel; 0 = the version's (v1: 1x1, v2: 3x3)
+    stage1_img_size: int = 64  # v1 Stage-I output; v2: the first branch's resolution
     stage2_img_size: int = 256
     stage1_checkpoint: str = ""  # for stage 2: the Stage-I training checkpoint or export
 
@@ -90,6 +99,22 @@ class ModelConfig:
                 raise ConfigError(f"model.{name} must be a power of two >= 8, got {size}")
         if self.stage2_img_size <= self.stage1_img_size:
             raise ConfigError("model.stage2_img_size must be larger than stage1_img_size")
+        if self.joint_kernel not in (0, 1, 3):
+            raise ConfigError(
+                f"model.joint_kernel must be 0 (auto), 1 or 3, got {self.joint_kernel}"
+            )
+        if self.version == "v2":
+            if not 1 <= self.num_branches <= V2_MAX_BRANCHES:
+                raise ConfigError(
+                    f"model.num_branches must be 1..{V2_MAX_BRANCHES}, got {self.num_branches}"
+                )
+            if self.ngf % 2 ** (self.num_branches - 1):
+                raise ConfigError(
+                    f"model.ngf={self.ngf} must be divisible by 2^(num_branches-1) "
+                    f"(each branch halves it)"
+                )
+        elif not self.conditional:
+            raise ConfigError("model.conditional: false (unconditional mode) needs version v2")
 
 
 @dataclass(frozen=True)
@@ -97,6 +122,14 @@ class LossConfig:
     kl_weight: float = PAPER_KL_WEIGHT  # lambda in the paper's eq. (4)/(6)
     wrong_fake_weight: float = 0.5  # D = real + 0.5 * (wrong + fake), reference code
     uncond_weight: float = 1.0  # weight of the unconditional terms (Stage-II D has that head)
+    # StackGAN++ colour consistency lambda_1 between consecutive branches (covariance: 5x).
+    # None = the paper's release: on (50) for unconditional training, off for text-conditioned.
+    color_weight: float | None = None
+
+    def effective_color_weight(self, conditional: bool) -> float:
+        if self.color_weight is not None:
+            return self.color_weight
+        return 0.0 if conditional else COLOR_WEIGHT_UNCOND
 
 
 @dataclass(frozen=True)
@@ -211,6 +244,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return value
     if tp is Any:
         return value
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"{key}: expected null, got {value!r}")
     raise ConfigError(f"{key}: unsupported field type {tp}")
 
 

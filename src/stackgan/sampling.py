@@ -53,7 +53,7 @@ class Text2ImageSampler:
         self,
         generator: nn.Module,
         cfg: ExperimentConfig,
-        encoder: TextEncoder,
+        encoder: TextEncoder | None,
         device: str | torch.device = "cpu",
     ) -> None:
         self.generator = generator.eval().requires_grad_(False)
@@ -79,6 +79,8 @@ class Text2ImageSampler:
             generator.load_state_dict(state)
         except RuntimeError as exc:
             raise CheckpointError(f"{path}: weights do not match the stored config: {exc}") from exc
+        if not cfg.model.conditional:  # StackGAN++ unconditional mode: no text encoder
+            return cls(generator, cfg, None, device)
         encoder = build_encoder(cfg.text.encoder, device=device)
         if encoder.dim != cfg.text.dim:
             raise CheckpointError(
@@ -102,8 +104,15 @@ class Text2ImageSampler:
             raise ValueError(f"num_images must be >= 1, got {num_images}")
         return check_captions(captions)
 
+    @property
+    def conditional(self) -> bool:
+        """Whether the model takes text (False for an unconditional StackGAN++)."""
+        return self.encoder is not None
+
     def encode_text(self, captions: list[str]) -> torch.Tensor:
         """(N,) captions -> (N, text_dim) embeddings on the sampler's device."""
+        if self.encoder is None:
+            raise ValueError("this model is unconditional: it takes no captions (use num_images)")
         emb = self.encoder.encode(self.check_inputs(captions))
         if emb.shape[1] != self.cfg.text.dim:
             raise CheckpointError(
@@ -114,27 +123,29 @@ class Text2ImageSampler:
     @torch.no_grad()
     def generate(
         self,
-        text_emb: torch.Tensor,
+        text_emb: torch.Tensor | None,
         seed: int = 0,
         num_images: int = 1,
         ca_noise: bool = True,
     ) -> list[torch.Tensor]:
         """Embeddings (N, D) -> per stage, (N * num_images, 3, S, S) tensors in [-1, 1].
 
+        ``text_emb=None`` (unconditional models) gives ``num_images`` images.
         ``ca_noise=False`` conditions on mu alone (no Conditioning Augmentation sampling).
         """
-        emb = text_emb.repeat_interleave(num_images, dim=0)
+        emb = text_emb.repeat_interleave(num_images, dim=0) if text_emb is not None else None
+        n = len(emb) if emb is not None else num_images
         gen = torch.Generator().manual_seed(seed)
-        z = torch.randn(len(emb), self.cfg.model.z_dim, generator=gen)
-        eps = torch.randn(len(emb), self.cfg.model.cond_dim, generator=gen)
+        z = torch.randn(n, self.cfg.model.z_dim, generator=gen)
+        eps = torch.randn(n, self.cfg.model.cond_dim, generator=gen)
         if not ca_noise:
             eps.zero_()
         stages: list[list[torch.Tensor]] = []
-        for s in range(0, len(emb), SAMPLE_CHUNK):
+        for s in range(0, n, SAMPLE_CHUNK):
             out = self.generator(
                 z[s : s + SAMPLE_CHUNK].to(self.device),
-                emb[s : s + SAMPLE_CHUNK],
-                eps[s : s + SAMPLE_CHUNK].to(self.device),
+                emb[s : s + SAMPLE_CHUNK] if emb is not None else None,
+                eps[s : s + SAMPLE_CHUNK].to(self.device) if emb is not None else None,
             )
             if not stages:
                 stages = [[] for _ in out.images]
@@ -143,10 +154,23 @@ class Text2ImageSampler:
         return [torch.cat(chunks) for chunks in stages]
 
     def __call__(
-        self, captions: list[str] | tuple[str, ...], seed: int = 0, num_images: int = 1
+        self,
+        captions: list[str] | tuple[str, ...] | None = None,
+        seed: int = 0,
+        num_images: int = 1,
     ) -> SampleOutput:
-        """Generate ``num_images`` images per caption, reproducibly from ``seed``."""
-        emb = self.encode_text(self.check_inputs(captions, num_images))
-        stages = self.generate(emb, seed, num_images)
+        """Generate ``num_images`` images per caption (in total, for an unconditional model that
+        takes ``captions=None``), reproducibly from ``seed``."""
+        if self.encoder is None:
+            if captions:
+                raise ValueError("this model is unconditional: it takes no captions")
+            if num_images < 1:
+                raise ValueError(f"num_images must be >= 1, got {num_images}")
+            stages = self.generate(None, seed, num_images)
+        else:
+            if captions is None:
+                raise ValueError("this model is text-conditioned: give captions")
+            emb = self.encode_text(self.check_inputs(captions, num_images))
+            stages = self.generate(emb, seed, num_images)
         stage_pils = [[Image.fromarray(a) for a in to_uint8(t)] for t in stages]
         return SampleOutput(images=stage_pils[-1], stage_images=stage_pils)

@@ -148,6 +148,14 @@ def train(
     help="Inference export (.safetensors). Default: the bundled shapes model.",
 )
 @click.option("--seed", default=0, show_default=True, help="Random seed for z and CA noise.")
+@click.option(
+    "--num",
+    "num_images",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Images per caption; for an unconditional (StackGAN++) model, images in all.",
+)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
 @click.option(
     "--save-stages", is_flag=True, help="Also write every stage's image as DIR/stageK/NNNN.png."
@@ -158,16 +166,21 @@ def sample(
     out_dir: str,
     model: str | None,
     seed: int,
+    num_images: int,
     device: str,
     save_stages: bool,
 ) -> None:
     """Generate one image per caption: DIR/0000.png, 0001.png, ... and DIR/grid.png.
+
+    With --num K, K consecutive images per caption. An unconditional StackGAN++ model takes no
+    captions and writes --num images.
 
     \b
     Examples:
       stackgan sample "a big red star on a sky blue background"
       stackgan sample --captions captions.txt --out out/ --seed 3
       stackgan sample --model runs/00001-.../model.safetensors "a tiny blue circle"
+      stackgan sample --model runs/00004-v2-folder-3branch-uncond-bs24/model.safetensors --num 16
     """
     import numpy as np
 
@@ -180,13 +193,17 @@ def sample(
         if not path.is_file():
             raise click.ClickException(f"captions file not found: {path}")
         captions += [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
-    if not captions:
-        raise click.UsageError("give a caption or --captions FILE")
     sampler = Text2ImageSampler.from_pretrained(model, device=device)
-    sampler.check_inputs(captions)
+    if not sampler.conditional:
+        if captions:
+            raise click.UsageError("this model is unconditional: give --num N, not captions")
+    elif not captions:
+        raise click.UsageError("give a caption or --captions FILE")
+    else:
+        sampler.check_inputs(captions, num_images)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    result = sampler(captions, seed=seed)
+    result = sampler(captions or None, seed=seed, num_images=num_images)
     arrays = [np.asarray(im) for im in result.images]
     for i, a in enumerate(arrays):
         save_png(a, out / f"{i:04d}.png")

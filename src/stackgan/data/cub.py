@@ -96,13 +96,79 @@ class Batch:
     """One training batch.
 
     images: list of (B, 3, S, S) float tensors in [-1, 1], one per requested size, ascending.
-    caption_idx: (B,) indices into the dataset's flat caption list (one random caption each).
+    caption_idx: (B,) indices into the dataset's flat caption list (one random caption each);
+        None for an image-only dataset.
     wrong_caption_idx: (B,) captions of other images (another class where classes exist).
     """
 
     images: list[torch.Tensor]
-    caption_idx: torch.Tensor
-    wrong_caption_idx: torch.Tensor
+    caption_idx: torch.Tensor | None = None
+    wrong_caption_idx: torch.Tensor | None = None
+
+
+def cached_images(
+    cache_path: Path,
+    keys: list[str],
+    paths: list[Path],
+    load_size: int,
+    boxes: dict[str, tuple[float, float, float, float]] | None = None,
+    progress: bool = True,
+    desc: str = "caching images",
+) -> np.ndarray:
+    """(N, L, L, 3) uint8 images, from ``cache_path`` when it holds them, else loaded (bbox crop,
+    resize, centre crop) and saved there atomically (a crash never leaves a half-written cache).
+    """
+    if cache_path.exists():
+        try:
+            arr = np.load(cache_path, mmap_mode="r")
+            if arr.shape == (len(keys), load_size, load_size, 3):
+                return np.array(arr)  # into memory: batches index it at random
+        except (ValueError, OSError):
+            pass
+        logger.warning("image cache %s is unreadable; rebuilding it", cache_path)
+    from tqdm import tqdm
+
+    boxes = boxes or {}
+    arr = np.empty((len(paths), load_size, load_size, 3), dtype=np.uint8)
+    for i, (k, p) in enumerate(tqdm(list(zip(keys, paths)), desc=desc, disable=not progress)):
+        arr[i] = load_image(p, load_size, boxes.get(k))
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache_path.with_suffix(f".tmp{os.getpid()}.npy")
+    np.save(tmp, arr)
+    os.replace(tmp, cache_path)
+    return arr
+
+
+def augment_pyramid(
+    imgs: torch.Tensor,
+    img_size: int,
+    sizes: list[int],
+    gen: torch.Generator | None = None,
+    random_crop: bool = False,
+    random_flip: bool = False,
+) -> list[torch.Tensor]:
+    """(B, L, L, 3) uint8 -> crop to ``img_size`` (random or centre), flip at random, and
+    return the batch at each of ``sizes`` (ascending) as floats in [-1, 1] (area downsampling,
+    so every scale shows the same crop)."""
+    load_size, s = imgs.shape[1], img_size
+    if load_size != s:
+        if random_crop:
+            off = torch.randint(0, load_size - s + 1, (len(imgs), 2), generator=gen)
+        else:
+            off = torch.full((len(imgs), 2), (load_size - s) // 2)
+        imgs = torch.stack(
+            [im[int(y) : int(y) + s, int(x) : int(x) + s] for im, (y, x) in zip(imgs, off)]
+        )
+    x = imgs.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)  # (B, 3, s, s)
+    if random_flip:
+        flip = torch.rand(len(x), generator=gen) < 0.5
+        x[flip] = x[flip].flip(-1)
+    out = []
+    for size in sorted(sizes):
+        if size > s:
+            raise ValueError(f"requested {size}px from a dataset loaded at {s}px")
+        out.append(x if size == s else F.interpolate(x, size=(size, size), mode="area"))
+    return out
 
 
 class TextImageDataset:
@@ -232,30 +298,15 @@ class TextImageDataset:
         return self.cache_dir / f"images-{self.split}-{self.load_size}px-{sig}.npy"
 
     def _load_images(self, progress: bool) -> np.ndarray:
-        path = self._cache_path()
-        if path.exists():
-            try:
-                arr = np.load(path, mmap_mode="r")
-                if arr.shape == (len(self.keys), self.load_size, self.load_size, 3):
-                    return np.array(arr)  # into memory: batches index it at random
-            except (ValueError, OSError):
-                pass
-            logger.warning("image cache %s is unreadable; rebuilding it", path)
-        from tqdm import tqdm
-
-        paths = self._image_paths()
-        boxes = self._bboxes() if self.bbox_crop else {}
-        arr = np.empty((len(paths), self.load_size, self.load_size, 3), dtype=np.uint8)
-        desc = f"caching {self.split} images at {self.load_size}px"
-        for i, (k, p) in enumerate(
-            tqdm(list(zip(self.keys, paths)), desc=desc, disable=not progress)
-        ):
-            arr[i] = load_image(p, self.load_size, boxes.get(k))
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
-        np.save(tmp, arr)
-        os.replace(tmp, path)  # atomic: a crash never leaves a half-written cache
-        return arr
+        return cached_images(
+            self._cache_path(),
+            self.keys,
+            self._image_paths(),
+            self.load_size,
+            self._bboxes() if self.bbox_crop else None,
+            progress,
+            f"caching {self.split} images at {self.load_size}px",
+        )
 
     # ------------------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -293,26 +344,14 @@ class TextImageDataset:
         augment: bool = True,
     ) -> list[torch.Tensor]:
         """Crop/flip the cached images and return them at each of ``sizes`` in [-1, 1]."""
-        imgs = self.images[idx]  # (B, L, L, 3) uint8
-        s = self.img_size
-        if self.load_size != s:
-            if augment and self.random_crop:
-                off = torch.randint(0, self.load_size - s + 1, (len(idx), 2), generator=gen)
-            else:
-                off = torch.full((len(idx), 2), (self.load_size - s) // 2)
-            imgs = torch.stack(
-                [im[int(y) : int(y) + s, int(x) : int(x) + s] for im, (y, x) in zip(imgs, off)]
-            )
-        x = imgs.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)  # (B, 3, s, s)
-        if augment and self.random_flip:
-            flip = torch.rand(len(idx), generator=gen) < 0.5
-            x[flip] = x[flip].flip(-1)
-        out = []
-        for size in sorted(sizes):
-            if size > s:
-                raise ValueError(f"requested {size}px from a dataset loaded at {s}px")
-            out.append(x if size == s else F.interpolate(x, size=(size, size), mode="area"))
-        return out
+        return augment_pyramid(
+            self.images[idx],
+            self.img_size,
+            sizes,
+            gen,
+            random_crop=augment and self.random_crop,
+            random_flip=augment and self.random_flip,
+        )
 
     def sample(
         self, idx: torch.Tensor, sizes: list[int], gen: torch.Generator | None = None

@@ -1,8 +1,17 @@
-"""Networks: shared layers, Conditioning Augmentation, StackGAN v1 stages, factories."""
+"""Networks: shared layers, Conditioning Augmentation, StackGAN v1 stages, the StackGAN++ tree,
+one discriminator for every size, and the factories that build them from a config."""
 
 from stackgan.models.conditioning import CondAugment, kl_divergence
-from stackgan.models.registry import build_discriminator, build_generator
-from stackgan.models.v1 import Discriminator, GeneratorOutput, Stage1Generator, Stage2Generator
+from stackgan.models.discriminator import Discriminator
+from stackgan.models.registry import (
+    build_discriminator,
+    build_discriminators,
+    build_generator,
+    image_sizes,
+    output_size,
+)
+from stackgan.models.v1 import GeneratorOutput, Stage1Generator, Stage2Generator
+from stackgan.models.v2 import TreeGenerator
 
 __all__ = [
     "CondAugment",
@@ -10,7 +19,11 @@ __all__ = [
     "GeneratorOutput",
     "Stage1Generator",
     "Stage2Generator",
+    "TreeGenerator",
     "build_discriminator",
+    "build_discriminators",
     "build_generator",
+    "image_sizes",
     "kl_divergence",
+    "output_size",
 ]

@@ -11,23 +11,28 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from stackgan.models.layers import GLU
+
 
 class CondAugment(nn.Module):
-    """fc(text_dim -> 2 * cond_dim) + LeakyReLU(0.2) -> (mu, logvar) -> reparameterised sample.
+    """fc(text_dim -> 2 * cond_dim) + activation -> (mu, logvar) -> reparameterised sample.
 
     Args:
         text_dim: size of the sentence embedding.
         cond_dim: size of c (N_g = 128 in the paper).
+        glu: StackGAN++'s variant, fc(text_dim -> 4 * cond_dim) + GLU; otherwise v1's
+            fc(text_dim -> 2 * cond_dim) + LeakyReLU(0.2).
     """
 
-    def __init__(self, text_dim: int, cond_dim: int) -> None:
+    def __init__(self, text_dim: int, cond_dim: int, glu: bool = False) -> None:
         super().__init__()
         self.text_dim = text_dim
         self.cond_dim = cond_dim
-        self.fc = nn.Linear(text_dim, cond_dim * 2)
+        self.fc = nn.Linear(text_dim, cond_dim * (4 if glu else 2))
         # The TensorFlow release uses a leaky ReLU after the fc. The later PyTorch release's plain
         # ReLU forces logvar >= 0 (sigma >= 1) and mu >= 0; the issue follows TF where they differ.
-        self.act = nn.LeakyReLU(0.2)
+        # StackGAN++ gates instead, which leaves mu and logvar free in sign.
+        self.act: nn.Module = GLU() if glu else nn.LeakyReLU(0.2)
 
     def forward(
         self, text_emb: torch.Tensor, noise: torch.Tensor | None = None

@@ -13,15 +13,36 @@ def conv3x3(in_ch: int, out_ch: int, bias: bool = False) -> nn.Conv2d:
     return nn.Conv2d(in_ch, out_ch, kernel_size=3, stride=1, padding=1, bias=bias)
 
 
-class UpBlock(nn.Sequential):
-    """Nearest-neighbour x2 upsampling, 3x3 conv, BatchNorm, ReLU (StackGAN's ``upBlock``)."""
+class GLU(nn.Module):
+    """Gated linear unit over channels: the first half times the sigmoid of the second half.
 
-    def __init__(self, in_ch: int, out_ch: int) -> None:
+    StackGAN++ uses it in place of ReLU throughout its generator (Dauphin et al., 2017).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] % 2:
+            raise ValueError(f"GLU needs an even number of channels, got {x.shape[1]}")
+        a, gate = x.chunk(2, dim=1)
+        return a * torch.sigmoid(gate)
+
+
+class ConvBlock(nn.Sequential):
+    """3x3 conv, BatchNorm, then ReLU or GLU (with GLU the conv makes twice the channels, which
+    the gate halves again: StackGAN++'s ``Block3x3_relu`` / ``sameBlock``)."""
+
+    def __init__(self, in_ch: int, out_ch: int, glu: bool = False) -> None:
+        mid = out_ch * 2 if glu else out_ch
+        act: nn.Module = GLU() if glu else nn.ReLU(inplace=True)
+        super().__init__(conv3x3(in_ch, mid), nn.BatchNorm2d(mid), act)
+
+
+class UpBlock(nn.Sequential):
+    """Nearest-neighbour x2 upsampling then a :class:`ConvBlock` (StackGAN's ``upBlock``; ReLU in
+    v1, GLU in v2)."""
+
+    def __init__(self, in_ch: int, out_ch: int, glu: bool = False) -> None:
         super().__init__(
-            nn.Upsample(scale_factor=2, mode="nearest"),
-            conv3x3(in_ch, out_ch),
-            nn.BatchNorm2d(out_ch),
-            nn.ReLU(inplace=True),
+            nn.Upsample(scale_factor=2, mode="nearest"), *ConvBlock(in_ch, out_ch, glu)
         )
 
 
@@ -37,18 +58,16 @@ class DownBlock(nn.Sequential):
 
 
 class ResBlock(nn.Module):
-    """conv-BN-ReLU-conv-BN plus identity, then ReLU (Stage-II generator)."""
+    """Residual block: ConvBlock, conv, BN, plus identity.
 
-    def __init__(self, ch: int) -> None:
+    v1 (Stage-II): ReLU inside and a ReLU after the sum. v2 (``glu=True``): GLU inside and no
+    activation after the sum, as the StackGAN++ reference code has it.
+    """
+
+    def __init__(self, ch: int, glu: bool = False) -> None:
         super().__init__()
-        self.body = nn.Sequential(
-            conv3x3(ch, ch),
-            nn.BatchNorm2d(ch),
-            nn.ReLU(inplace=True),
-            conv3x3(ch, ch),
-            nn.BatchNorm2d(ch),
-        )
-        self.act = nn.ReLU(inplace=True)
+        self.body = nn.Sequential(*ConvBlock(ch, ch, glu), conv3x3(ch, ch), nn.BatchNorm2d(ch))
+        self.act: nn.Module = nn.Identity() if glu else nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.act(x + self.body(x))
@@ -64,16 +83,19 @@ class JointHead(nn.Module):
     """Discriminator output head on a 4x4 image code.
 
     Conditional (``text_dim > 0``): the compressed text is tiled 4x4, concatenated with the image
-    code, mixed by a 1x1 conv + BN + LeakyReLU (the TensorFlow release), and a 4x4 conv gives one
-    logit. Unconditional (``text_dim == 0``): the 4x4 conv reads the image code alone.
+    code, mixed by a conv + BN + LeakyReLU (1x1 in v1's TensorFlow release, 3x3 in StackGAN++'s
+    ``jointConv``: ``joint_kernel``), and a 4x4 conv gives one logit. Unconditional
+    (``text_dim == 0``): the 4x4 conv reads the image code alone.
     """
 
-    def __init__(self, img_ch: int, text_dim: int = 0) -> None:
+    def __init__(self, img_ch: int, text_dim: int = 0, joint_kernel: int = 1) -> None:
         super().__init__()
         self.text_dim = text_dim
         if text_dim:
             self.joint: nn.Module = nn.Sequential(
-                nn.Conv2d(img_ch + text_dim, img_ch, 1, bias=False),
+                nn.Conv2d(
+                    img_ch + text_dim, img_ch, joint_kernel, padding=joint_kernel // 2, bias=False
+                ),
                 nn.BatchNorm2d(img_ch),
                 nn.LeakyReLU(LEAKY_SLOPE, inplace=True),
             )

@@ -5,27 +5,69 @@ from __future__ import annotations
 from torch import nn
 
 from stackgan.config import ExperimentConfig
-from stackgan.models.v1 import Discriminator, Stage1Generator, Stage2Generator
+from stackgan.models.discriminator import Discriminator
+from stackgan.models.v1 import Stage1Generator, Stage2Generator
+from stackgan.models.v2 import TreeGenerator
+
+JOINT_KERNEL = {"v1": 1, "v2": 3}  # v1: TF release's 1x1 joint conv; v2: reference jointConv 3x3
+
+
+def _text_dim(cfg: ExperimentConfig) -> int:
+    """Text size the networks take; 0 in unconditional mode."""
+    return cfg.text.dim if cfg.model.conditional else 0
 
 
 def build_generator(cfg: ExperimentConfig, stage: int | None = None) -> nn.Module:
-    """The generator of ``cfg.model.stage`` (Stage-II wraps a freshly built Stage-I, whose weights
-    the caller loads)."""
-    m, text_dim = cfg.model, cfg.text.dim
+    """The generator ``cfg`` describes: v1 Stage-I, v1 Stage-II (wrapping a freshly built
+    Stage-I, whose weights the caller loads) or the v2 tree."""
+    m = cfg.model
+    if m.version == "v2":
+        return TreeGenerator(
+            _text_dim(cfg),
+            m.z_dim,
+            m.cond_dim,
+            m.ngf,
+            m.num_branches,
+            m.num_res_blocks,
+            m.stage1_img_size,
+        )
     stage = m.stage if stage is None else stage
-    stage1 = Stage1Generator(text_dim, m.z_dim, m.cond_dim, m.ngf, m.stage1_img_size)
+    stage1 = Stage1Generator(cfg.text.dim, m.z_dim, m.cond_dim, m.ngf, m.stage1_img_size)
     if stage == 1:
         return stage1
     return Stage2Generator(stage1, m.cond_dim, m.ngf2, m.num_res_blocks, m.stage2_img_size)
 
 
-def build_discriminator(cfg: ExperimentConfig) -> Discriminator:
+def image_sizes(cfg: ExperimentConfig) -> list[int]:
+    """Resolutions the trained discriminators see, ascending (one per D)."""
     m = cfg.model
-    if m.stage == 1:
-        return Discriminator(m.stage1_img_size, cfg.text.dim, m.ndf, m.disc_text_dim, uncond=False)
-    # Stage-II's discriminator also has an unconditional head (reference code).
-    return Discriminator(m.stage2_img_size, cfg.text.dim, m.ndf2, m.disc_text_dim, uncond=True)
+    if m.version == "v2":
+        return [m.stage1_img_size * 2**i for i in range(m.num_branches)]
+    return [m.stage1_img_size if m.stage == 1 else m.stage2_img_size]
+
+
+def build_discriminators(cfg: ExperimentConfig) -> list[Discriminator]:
+    """One discriminator per trained resolution: v1 one (Stage-II's also has an unconditional
+    head, as the reference code); v2 one per branch, each with both heads (the paper's joint
+    conditional + unconditional loss)."""
+    m = cfg.model
+    kernel = m.joint_kernel or JOINT_KERNEL[m.version]
+    if m.version == "v2":
+        return [
+            Discriminator(size, _text_dim(cfg), m.ndf, m.disc_text_dim, True, kernel)
+            for size in image_sizes(cfg)
+        ]
+    ndf, uncond = (m.ndf, False) if m.stage == 1 else (m.ndf2, True)
+    return [Discriminator(image_sizes(cfg)[0], cfg.text.dim, ndf, m.disc_text_dim, uncond, kernel)]
+
+
+def build_discriminator(cfg: ExperimentConfig) -> Discriminator:
+    """The single discriminator of a v1 stage."""
+    if cfg.model.version != "v1":
+        raise ValueError("build_discriminator is for v1; use build_discriminators")
+    return build_discriminators(cfg)[0]
 
 
 def output_size(cfg: ExperimentConfig) -> int:
-    return cfg.model.stage1_img_size if cfg.model.stage == 1 else cfg.model.stage2_img_size
+    """The generator's highest resolution."""
+    return image_sizes(cfg)[-1]

@@ -7,25 +7,16 @@ the paper with ``ngf``/``ndf`` as arguments; a single :class:`Discriminator` ser
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from stackgan.models.conditioning import CondAugment
-from stackgan.models.layers import (
-    LEAKY_SLOPE,
-    DownBlock,
-    JointHead,
-    ResBlock,
-    UpBlock,
-    conv3x3,
-    init_weights,
-    tile,
-)
+from stackgan.models.discriminator import BASE_SIZE, Discriminator, log2_ratio
+from stackgan.models.layers import ResBlock, UpBlock, conv3x3, init_weights, tile
 
-BASE_SIZE = 4  # every generator starts, and every discriminator ends, at 4x4
+__all__ = ["Discriminator", "GeneratorOutput", "Stage1Generator", "Stage2Generator"]
 STAGE2_CODE_SIZE = 16  # Stage-II joins image and text at 16x16 (paper, sec. 3.3)
 
 
@@ -37,13 +28,6 @@ class GeneratorOutput:
     images: list[torch.Tensor]
     mus: list[torch.Tensor]
     logvars: list[torch.Tensor]
-
-
-def _log2_ratio(big: int, small: int) -> int:
-    n = int(math.log2(big // small))
-    if small * 2**n != big:
-        raise ValueError(f"{big} is not {small} times a power of two")
-    return n
 
 
 class Stage1Generator(nn.Module):
@@ -84,7 +68,7 @@ class Stage1Generator(nn.Module):
         )
         self.base_ch = ch
         blocks = []
-        for _ in range(_log2_ratio(img_size, BASE_SIZE)):
+        for _ in range(log2_ratio(img_size, BASE_SIZE)):
             blocks.append(UpBlock(ch, ch // 2))
             ch //= 2
         self.up = nn.Sequential(*blocks)
@@ -140,7 +124,7 @@ class Stage2Generator(nn.Module):
         self.cond_dim = cond_dim
         self.ca = CondAugment(stage1.text_dim, cond_dim)
         # 1. encoder: 3x3 conv, then 4x4 stride-2 convs down to 16x16 (two for a 64 input)
-        n_down = _log2_ratio(stage1.img_size, STAGE2_CODE_SIZE)
+        n_down = log2_ratio(stage1.img_size, STAGE2_CODE_SIZE)
         enc: list[nn.Module] = [conv3x3(3, ngf), nn.ReLU(inplace=True)]
         ch = ngf
         for _ in range(n_down):
@@ -156,7 +140,7 @@ class Stage2Generator(nn.Module):
         self.res = nn.Sequential(*[ResBlock(ch) for _ in range(num_res_blocks)])
         # 3. upsample 16 -> img_size
         ups = []
-        for _ in range(_log2_ratio(img_size, STAGE2_CODE_SIZE)):
+        for _ in range(log2_ratio(img_size, STAGE2_CODE_SIZE)):
             ups.append(UpBlock(ch, ch // 2))
             ch //= 2
         self.up = nn.Sequential(*ups)
@@ -190,65 +174,3 @@ class Stage2Generator(nn.Module):
         h = self.res(h)
         img = self.to_rgb(self.up(h))  # (B, 3, img_size, img_size)
         return GeneratorOutput([lo_img, img], [mu], [logvar])
-
-
-class Discriminator(nn.Module):
-    """Matching-aware discriminator for any power-of-two ``img_size`` >= 8.
-
-    log2(img_size / 4) stride-2 4x4 convs (no BN on the first) take the image to 4x4 with
-    ndf * 2^k channels; where that exceeds ndf*8 (Stage-II), 3x3 convs bring it back down, as in
-    the paper. The text embedding is compressed by its own fc to ``disc_text_dim``; a conditional
-    :class:`JointHead` scores (image, text) and an optional unconditional one scores the image.
-    """
-
-    def __init__(
-        self,
-        img_size: int,
-        text_dim: int,
-        ndf: int = 64,
-        disc_text_dim: int = 128,
-        uncond: bool = False,
-    ) -> None:
-        super().__init__()
-        self.img_size = img_size
-        self.text_dim = text_dim
-        n_down = _log2_ratio(img_size, BASE_SIZE)
-        layers: list[nn.Module] = [DownBlock(3, ndf, batch_norm=False)]
-        ch = ndf
-        for _ in range(n_down - 1):
-            layers.append(DownBlock(ch, ch * 2))
-            ch *= 2
-        while ch > ndf * 8:
-            layers += [
-                conv3x3(ch, ch // 2),
-                nn.BatchNorm2d(ch // 2),
-                nn.LeakyReLU(LEAKY_SLOPE, inplace=True),
-            ]
-            ch //= 2
-        self.encode_image = nn.Sequential(*layers)
-        self.code_ch = ch
-        self.text_fc = nn.Sequential(
-            nn.Linear(text_dim, disc_text_dim), nn.LeakyReLU(LEAKY_SLOPE, inplace=True)
-        )
-        self.cond_head = JointHead(ch, disc_text_dim)
-        self.uncond_head = JointHead(ch, 0) if uncond else None
-        init_weights(self)
-
-    def encode(self, img: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) -> image code (B, ndf*8, 4, 4)."""
-        if img.shape[-1] != self.img_size or img.shape[-2] != self.img_size:
-            raise ValueError(f"expected {self.img_size}px images, got {tuple(img.shape)}")
-        code: torch.Tensor = self.encode_image(img)
-        return code
-
-    def cond_logits(self, code: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
-        """(image code, text embedding (B, text_dim)) -> matching logits (B,)."""
-        logits: torch.Tensor = self.cond_head(code, self.text_fc(text_emb))
-        return logits
-
-    def uncond_logits(self, code: torch.Tensor) -> torch.Tensor | None:
-        """Image code -> realism logits (B,), or None without an unconditional head."""
-        return None if self.uncond_head is None else self.uncond_head(code)
-
-    def forward(self, img: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
-        return self.cond_logits(self.encode(img), text_emb)

@@ -29,7 +29,8 @@ from stackgan.checkpoint import (
 )
 from stackgan.config import ConfigError, ExperimentConfig
 from stackgan.data.cub import TextImageDataset
-from stackgan.models.registry import build_discriminator, build_generator, output_size
+from stackgan.data.folder import ImageFolderDataset
+from stackgan.models.registry import build_discriminators, build_generator, image_sizes
 from stackgan.text.encoders import dataset_embeddings
 from stackgan.train.ema import update_ema
 from stackgan.train.steps import d_step, g_step
@@ -55,7 +56,10 @@ def make_run_dir(outdir: str | Path, cfg: ExperimentConfig) -> Path:
     outdir.mkdir(parents=True, exist_ok=True)
     ids = [int(m.group(1)) for p in outdir.iterdir() if (m := re.match(r"^(\d{5})-", p.name))]
     run_id = max(ids, default=-1) + 1
-    desc = f"{cfg.model.version}-{cfg.data.name}-stage{cfg.model.stage}-bs{cfg.train.batch_size}"
+    mc = cfg.model
+    arch = f"stage{mc.stage}" if mc.version == "v1" else f"{mc.num_branches}branch"
+    mode = "" if mc.conditional else "-uncond"
+    desc = f"{mc.version}-{cfg.data.name}-{arch}{mode}-bs{cfg.train.batch_size}"
     run_dir = outdir / f"{run_id:05d}-{desc}"
     run_dir.mkdir()
     return run_dir
@@ -80,9 +84,11 @@ def _setup_logging(run_dir: Path) -> logging.Handler:
     return fh
 
 
-def _grid_captions(ds: TextImageDataset, n: int) -> torch.Tensor:
+def _grid_captions(ds: TextImageDataset | ImageFolderDataset, n: int) -> torch.Tensor:
     """Caption indices for the fixed sample grid: the first caption of n evenly spaced images."""
     idx = torch.linspace(0, len(ds) - 1, min(n, len(ds))).long()
+    if isinstance(ds, ImageFolderDataset):
+        return torch.zeros(n, dtype=torch.long)  # no text: the grid is n noise vectors
     first: torch.Tensor = ds.caption_offsets[idx]
     return first
 
@@ -120,38 +126,52 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
     logger.info("training stage %d on %s (amp=%s)", cfg.model.stage, device, tc.amp)
 
     # 2. Data -------------------------------------------------------------------------------------
-    img_size = output_size(cfg)
-    ds = TextImageDataset(
-        cfg.data.root,
-        cfg.data.split,
-        img_size,
-        bbox_crop=cfg.data.bbox_crop,
-        random_crop=cfg.data.random_crop,
-        random_flip=cfg.data.random_flip,
-        max_images=cfg.data.max_images,
-        cache_dir=cfg.data.cache_dir or None,
-        progress=tc.progress,
-    )
-    emb = dataset_embeddings(
-        ds.captions,
-        cfg.text.encoder,
-        ds.cache_dir,
-        embeddings_file=cfg.text.embeddings_file,
-        caption_counts=ds.caption_counts.tolist(),
-        device=device,
-        progress=tc.progress,
-    )
-    if emb.shape[1] != cfg.text.dim:
-        raise ConfigError(
-            f"text.dim is {cfg.text.dim} but the {cfg.text.encoder} encoder gives "
-            f"{emb.shape[1]}-d embeddings"
+    sizes = image_sizes(cfg)  # one real-image resolution per discriminator
+    img_size = sizes[-1]
+    ds: TextImageDataset | ImageFolderDataset
+    emb: torch.Tensor | None = None
+    if not cfg.model.conditional:  # StackGAN++ unconditional mode: any folder of images
+        ds = ImageFolderDataset(
+            cfg.data.root,
+            img_size,
+            random_flip=cfg.data.random_flip,
+            max_images=cfg.data.max_images,
+            cache_dir=cfg.data.cache_dir or None,
+            progress=tc.progress,
         )
-    emb = emb.to(device, torch.float32)
-    logger.info("%d images, %d captions, %d-d text", len(ds), ds.num_captions, emb.shape[1])
+        logger.info("%d images, no text (unconditional)", len(ds))
+    else:
+        ds = TextImageDataset(
+            cfg.data.root,
+            cfg.data.split,
+            img_size,
+            bbox_crop=cfg.data.bbox_crop,
+            random_crop=cfg.data.random_crop,
+            random_flip=cfg.data.random_flip,
+            max_images=cfg.data.max_images,
+            cache_dir=cfg.data.cache_dir or None,
+            progress=tc.progress,
+        )
+        emb = dataset_embeddings(
+            ds.captions,
+            cfg.text.encoder,
+            ds.cache_dir,
+            embeddings_file=cfg.text.embeddings_file,
+            caption_counts=ds.caption_counts.tolist(),
+            device=device,
+            progress=tc.progress,
+        )
+        if emb.shape[1] != cfg.text.dim:
+            raise ConfigError(
+                f"text.dim is {cfg.text.dim} but the {cfg.text.encoder} encoder gives "
+                f"{emb.shape[1]}-d embeddings"
+            )
+        emb = emb.to(device, torch.float32)
+        logger.info("%d images, %d captions, %d-d text", len(ds), ds.num_captions, emb.shape[1])
 
     # 3. Networks ---------------------------------------------------------------------------------
     generator = build_generator(cfg)
-    if cfg.model.stage == 2:
+    if cfg.model.version == "v1" and cfg.model.stage == 2:
         if not cfg.model.stage1_checkpoint:
             raise ConfigError("model.stage1_checkpoint is required for stage 2")
         s1_state, s1_cfg = load_generator_weights(cfg.model.stage1_checkpoint)
@@ -167,20 +187,23 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
             raise ConfigError(
                 f"{cfg.model.stage1_checkpoint} does not match model.ngf/z_dim/cond_dim: {exc}"
             ) from exc
-    discriminator = build_discriminator(cfg)
+    discriminators = build_discriminators(cfg)
     # (torch's stubs lack Module.to(memory_format=...), which exists at run time)
     generator.to(device, memory_format=memory_format).train()  # type: ignore[call-overload]
-    discriminator.to(device, memory_format=memory_format).train()  # type: ignore[call-overload]
+    for d in discriminators:
+        d.to(device, memory_format=memory_format).train()  # type: ignore[call-overload]
     g_ema = copy.deepcopy(generator).eval().requires_grad_(False)
     n_g = sum(p.numel() for p in generator.parameters() if p.requires_grad)
-    n_d = sum(p.numel() for p in discriminator.parameters())
+    n_d = sum(p.numel() for d in discriminators for p in d.parameters())
     logger.info("generator: %.2fM trainable parameters; discriminator: %.2fM", n_g / 1e6, n_d / 1e6)
 
     # 4. Optimisers -------------------------------------------------------------------------------
     oc = cfg.optim
     g_params = [p for p in generator.parameters() if p.requires_grad]  # Stage-I stays frozen
     g_opt = torch.optim.Adam(g_params, lr=oc.g_lr, betas=oc.betas)
-    d_opt = torch.optim.Adam(discriminator.parameters(), lr=oc.d_lr, betas=oc.betas)
+    # one phase per discriminator, each with its own optimiser (StackGAN++ has one per branch)
+    d_opts = [torch.optim.Adam(d.parameters(), lr=oc.d_lr, betas=oc.betas) for d in discriminators]
+    color_weight = cfg.loss.effective_color_weight(cfg.model.conditional)
 
     # 5. Resume -----------------------------------------------------------------------------------
     step = 0
@@ -194,9 +217,11 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
             )
         generator.load_state_dict(ckpt["generator"])
         g_ema.load_state_dict(ckpt["generator_ema"])
-        discriminator.load_state_dict(ckpt["discriminators"][0])
+        for d, d_state in zip(discriminators, ckpt["discriminators"], strict=True):
+            d.load_state_dict(d_state)
         g_opt.load_state_dict(ckpt["optimizers"]["generator"])
-        d_opt.load_state_dict(ckpt["optimizers"]["discriminators"][0])
+        for opt, o_state in zip(d_opts, ckpt["optimizers"]["discriminators"], strict=True):
+            opt.load_state_dict(o_state)
         set_rng_state(ckpt["rng"])
         data_rng_state = ckpt["rng"].get("data")
         step = int(ckpt["step"])
@@ -211,13 +236,15 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
     grid_gen = torch.Generator().manual_seed(tc.seed + 1)
     grid_z = torch.randn(len(grid_caps), cfg.model.z_dim, generator=grid_gen).to(device)
     grid_eps = torch.randn(len(grid_caps), cfg.model.cond_dim, generator=grid_gen).to(device)
+    grid_text = None
     (run_dir / "samples").mkdir(exist_ok=True)
-    (run_dir / "captions-grid.txt").write_text(
-        "\n".join(ds.captions[int(i)] for i in grid_caps) + "\n"
-    )
+    if emb is not None and isinstance(ds, TextImageDataset):
+        grid_text = emb[grid_caps.to(device)]
+        (run_dir / "captions-grid.txt").write_text(
+            "\n".join(ds.captions[int(i)] for i in grid_caps) + "\n"
+        )
     writer = _tensorboard(run_dir) if tc.tensorboard else None
     stats_f = open(run_dir / "stats.jsonl", "a")  # noqa: SIM115 (closed in the finally below)
-    sizes = [img_size]
 
     pbar = None
     if tc.progress:
@@ -226,7 +253,7 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
         pbar = tqdm(
             total=tc.total_iters,
             initial=step,
-            desc=f"stage {cfg.model.stage}",
+            desc=cfg.name,
             unit="it",
             dynamic_ncols=True,
         )
@@ -248,39 +275,53 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
             lr_scale = oc.lr_decay_factor ** (epoch // max(oc.lr_decay_epochs, 1))
             for group in g_opt.param_groups:
                 group["lr"] = oc.g_lr * lr_scale
-            for group in d_opt.param_groups:
-                group["lr"] = oc.d_lr * lr_scale
+            for opt in d_opts:
+                for group in opt.param_groups:
+                    group["lr"] = oc.d_lr * lr_scale
 
             batch = ds.sample(idx, sizes, gen)
-            real = batch.images[-1].to(device, non_blocking=True)
-            real = real.contiguous(memory_format=memory_format)
-            text = emb[batch.caption_idx.to(device)]
-            # Mismatched captions come from images of another class (see TextImageDataset).
-            wrong = emb[batch.wrong_caption_idx.to(device)]
+            reals = [
+                im.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+                for im in batch.images
+            ]
+            text = wrong = None
+            if emb is not None:
+                assert batch.caption_idx is not None and batch.wrong_caption_idx is not None
+                text = emb[batch.caption_idx.to(device)]
+                # Mismatched captions come from images of another class (see TextImageDataset).
+                wrong = emb[batch.wrong_caption_idx.to(device)]
             z = torch.randn(len(idx), cfg.model.z_dim, device=device)
 
             with autocast():
                 out = generator(z, text)
-            stats = d_step(
-                discriminator,
-                d_opt,
-                real,
-                out.images[-1],
-                text,
-                wrong,
-                wrong_fake_weight=cfg.loss.wrong_fake_weight,
-                uncond_weight=cfg.loss.uncond_weight,
-                autocast=autocast,
-            )
+            fakes = out.images[-len(discriminators) :]  # v1 Stage-II: D sees only the 256 image
+            stats: dict[str, float] = {}
+            for i, (d, opt, real, fake) in enumerate(zip(discriminators, d_opts, reals, fakes)):
+                d_stats = d_step(
+                    d,
+                    opt,
+                    real,
+                    fake,
+                    text,
+                    wrong,
+                    wrong_fake_weight=cfg.loss.wrong_fake_weight,
+                    uncond_weight=cfg.loss.uncond_weight,
+                    autocast=autocast,
+                )
+                suffix = f"_{i}" if len(discriminators) > 1 else ""
+                stats.update({f"{k}{suffix}": v for k, v in d_stats.items()})
+            if len(discriminators) > 1:
+                stats["d_loss"] = sum(stats[f"d_loss_{i}"] for i in range(len(discriminators)))
             stats.update(
                 g_step(
                     generator,
-                    discriminator,
+                    discriminators,
                     g_opt,
                     out,
                     text,
                     kl_weight=cfg.loss.kl_weight,
                     uncond_weight=cfg.loss.uncond_weight,
+                    color_weight=color_weight,
                     autocast=autocast,
                 )
             )
@@ -318,7 +359,7 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
                 _save_grid(
                     g_ema,
                     grid_z,
-                    emb[grid_caps.to(device)],
+                    grid_text,
                     grid_eps,
                     run_dir / "samples" / f"grid-{step:07d}.png",
                     autocast,
@@ -330,10 +371,10 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
                         step=step,
                         generator=generator.state_dict(),
                         generator_ema=g_ema.state_dict(),
-                        discriminators=[discriminator.state_dict()],
+                        discriminators=[d.state_dict() for d in discriminators],
                         optimizers={
                             "generator": g_opt.state_dict(),
-                            "discriminators": [d_opt.state_dict()],
+                            "discriminators": [o.state_dict() for o in d_opts],
                         },
                         rng={**rng_state(), "data": gen.get_state()},
                     )
@@ -353,14 +394,15 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
 def _save_grid(
     g_ema: nn.Module,
     z: torch.Tensor,
-    text: torch.Tensor,
+    text: torch.Tensor | None,
     eps: torch.Tensor,
     path: Path,
     autocast: Any,
 ) -> None:
-    """Fixed-caption, fixed-noise grid: one row per caption, stages side by side."""
+    """Fixed-caption, fixed-noise grid: stages of a caption side by side (unconditional: of a
+    noise vector)."""
     with autocast():
-        out = g_ema(z, text, eps)
+        out = g_ema(z, text, eps if text is not None else None)
     size = out.images[-1].shape[-1]
     cols = [to_uint8(resize_to(im, size)) for im in out.images]  # each (B, S, S, 3)
     tiles = np.stack(cols, axis=1).reshape(-1, size, size, 3)  # stages of a caption adjacent

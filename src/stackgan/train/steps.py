@@ -8,8 +8,15 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from stackgan.losses import discriminator_loss, generator_adv_loss, kl_divergence
-from stackgan.models.v1 import Discriminator, GeneratorOutput
+from stackgan.losses import (
+    color_consistency,
+    discriminator_loss,
+    generator_adv_loss,
+    kl_divergence,
+    unconditional_discriminator_loss,
+)
+from stackgan.models.discriminator import Discriminator
+from stackgan.models.v1 import GeneratorOutput
 
 Autocast = Callable[[], contextlib.AbstractContextManager[object]]
 
@@ -23,8 +30,8 @@ def d_step(
     optimizer: torch.optim.Optimizer,
     real: torch.Tensor,
     fake: torch.Tensor,
-    text: torch.Tensor,
-    wrong_text: torch.Tensor,
+    text: torch.Tensor | None,
+    wrong_text: torch.Tensor | None,
     *,
     wrong_fake_weight: float = 0.5,
     uncond_weight: float = 1.0,
@@ -34,21 +41,30 @@ def d_step(
 
     Args:
         real, fake: (B, 3, S, S) images at D's resolution; ``fake`` is detached here.
-        text, wrong_text: (B, text_dim) matching and mismatched embeddings.
+        text, wrong_text: (B, text_dim) matching and mismatched embeddings; None for an
+            unconditional model (D then only tells real from fake).
     """
     optimizer.zero_grad(set_to_none=True)
     with autocast():
         real_code = discriminator.encode(real)  # encoded once, scored with both texts
         fake_code = discriminator.encode(fake.detach())
-        loss, terms = discriminator_loss(
-            discriminator.cond_logits(real_code, text),
-            discriminator.cond_logits(real_code, wrong_text),
-            discriminator.cond_logits(fake_code, text),
-            discriminator.uncond_logits(real_code),
-            discriminator.uncond_logits(fake_code),
-            wrong_fake_weight=wrong_fake_weight,
-            uncond_weight=uncond_weight,
-        )
+        if text is None or wrong_text is None:
+            real_u, fake_u = (
+                discriminator.uncond_logits(real_code),
+                discriminator.uncond_logits(fake_code),
+            )
+            assert real_u is not None and fake_u is not None  # an unconditional D has that head
+            loss, terms = unconditional_discriminator_loss(real_u, fake_u)
+        else:
+            loss, terms = discriminator_loss(
+                discriminator.cond_logits(real_code, text),
+                discriminator.cond_logits(real_code, wrong_text),
+                discriminator.cond_logits(fake_code, text),
+                discriminator.uncond_logits(real_code),
+                discriminator.uncond_logits(fake_code),
+                wrong_fake_weight=wrong_fake_weight,
+                uncond_weight=uncond_weight,
+            )
     loss.backward()
     optimizer.step()
     out = {k: float(v) for k, v in terms.items()}
@@ -58,35 +74,52 @@ def d_step(
 
 def g_step(
     generator: nn.Module,
-    discriminator: Discriminator,
+    discriminators: list[Discriminator],
     optimizer: torch.optim.Optimizer,
     out: GeneratorOutput,
-    text: torch.Tensor,
+    text: torch.Tensor | None,
     *,
     kl_weight: float = 2.0,
     uncond_weight: float = 1.0,
+    color_weight: float = 0.0,
     autocast: Autocast = _no_autocast,
 ) -> dict[str, float]:
-    """Update G to fool D on its newest stage, plus lambda * KL of its Conditioning Augmentation.
+    """Update G to fool every discriminator at its scale, plus lambda * KL of its Conditioning
+    Augmentation and, when ``color_weight > 0``, colour consistency between consecutive scales.
 
-    ``out`` is the generator output of this iteration (the same fakes D was just trained on,
-    as the reference code does); D's parameters receive gradients but are not stepped here.
+    ``discriminators`` judge the last ``len(discriminators)`` images of ``out`` (v1: Stage-II's
+    D sees only the 256 image; v2: one D per branch). ``out`` is the generator output of this
+    iteration (the same fakes D was just trained on, as the reference code does); D's
+    parameters receive gradients but are not stepped here.
     """
     optimizer.zero_grad(set_to_none=True)
+    images = out.images[-len(discriminators) :]
+    res: dict[str, float] = {}
+    loss = torch.zeros((), device=images[-1].device)
     with autocast():
-        code = discriminator.encode(out.images[-1])
-        adv, terms = generator_adv_loss(
-            discriminator.cond_logits(code, text),
-            discriminator.uncond_logits(code),
-            uncond_weight=uncond_weight,
+        for i, (d, img) in enumerate(zip(discriminators, images)):
+            code = d.encode(img)
+            cond = d.cond_logits(code, text) if text is not None and d.conditional else None
+            adv, terms = generator_adv_loss(
+                cond, d.uncond_logits(code), uncond_weight=uncond_weight
+            )
+            loss = loss + adv
+            suffix = f"_{i}" if len(discriminators) > 1 else ""
+            res.update({f"{k}{suffix}": float(v) for k, v in terms.items()})
+    if color_weight > 0:
+        # finer branch pulled to the coarser one's colours, for each consecutive pair
+        for i in range(1, len(images)):
+            cc, terms = color_consistency(images[i], images[i - 1], color_weight)
+            loss = loss + cc
+            res.update({f"{k}_{i}": float(v) for k, v in terms.items()})
+    if out.mus:
+        kl = sum(
+            (kl_divergence(m.float(), lv.float()) for m, lv in zip(out.mus, out.logvars)),
+            torch.zeros((), device=loss.device),
         )
-    kl = sum(
-        (kl_divergence(m.float(), lv.float()) for m, lv in zip(out.mus, out.logvars)),
-        torch.zeros(()),
-    )
-    loss = adv + kl_weight * kl
+        loss = loss + kl_weight * kl
+        res["kl"] = float(kl.detach())
     loss.backward()
     optimizer.step()
-    res = {k: float(v) for k, v in terms.items()}
-    res.update(kl=float(kl.detach()), g_loss=float(loss.detach()))
+    res["g_loss"] = float(loss.detach())
     return res
