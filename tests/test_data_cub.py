@@ -118,8 +118,8 @@ def test_birds_cub50(tmp_path):
     idx = torch.arange(12)
     b = ds.sample(idx, [64], torch.Generator().manual_seed(0))
     assert b.images[0].shape == (12, 3, 64, 64)
-    boxes = ds._bboxes()
-    path = ds._image_paths()[0]
+    boxes = ds.bboxes
+    path = ds.image_paths[0]
     with Image.open(path) as im:
         w, h = im.size
     x1, y1, x2, y2 = bbox_crop_box(boxes[ds.keys[0]], w, h)

@@ -38,7 +38,8 @@ class DataConfig:
     """Where the images and captions come from and how they are prepared."""
 
     name: str = "shapes"  # "shapes" or "birds": both use the CUB folder layout
-    root: str = "data/shapes"  # dataset folder (CUB layout)
+    root: str = "data/shapes"  # dataset folder
+    layout: Literal["auto", "cub", "flowers", "coco", "folder"] = "auto"  # auto: detect
     split: Literal["train", "test"] = "train"
     cache_dir: str = ""  # image/embedding cache; "" = <root>/.stackgan-cache or ~/.cache/stackgan
     bbox_crop: bool = True  # crop around bounding_boxes.txt when the dataset has one (CUB)

@@ -273,6 +273,46 @@ def data_shapes(out: str, num: int, seed: int, size: str, overwrite: bool) -> No
     )
 
 
+@data.command("check")
+@click.argument("root", type=click.Path(file_okay=False))
+@click.option(
+    "--layout",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "cub", "flowers", "coco", "folder"]),
+    help="Dataset layout; auto detects it from the folder.",
+)
+@click.option("--max-problems", default=50, show_default=True, help="Problems listed per split.")
+def data_check(root: str, layout: str, max_problems: int) -> None:
+    """Report missing, unreadable or uncaptioned images of a dataset folder, by path.
+
+    Exits with status 1 when there is any problem.
+
+    \b
+    Examples:
+      stackgan data check ../shared/data/birds-cub50
+      stackgan data check ~/data/coco --layout coco
+    """
+    from stackgan.data.check import check_dataset
+
+    found, reports = check_dataset(root, layout)
+    click.echo(f"{root}: {found} layout")
+    total = 0
+    for rep in reports:
+        click.echo(
+            f"  {rep.split}: {rep.num_images} usable images, {rep.num_captions} captions, "
+            f"{len(rep.problems)} problems"
+        )
+        for line in rep.problems[:max_problems]:
+            click.echo(f"    {line}")
+        if len(rep.problems) > max_problems:
+            click.echo(f"    ... and {len(rep.problems) - max_problems} more")
+        total += len(rep.problems)
+    if total:
+        raise SystemExit(1)
+    click.echo("no problems found")
+
+
 # ----------------------------------------------------------------------------------------------
 @main.command()
 @click.option(

@@ -172,7 +172,10 @@ def augment_pyramid(
 
 
 class TextImageDataset:
-    """Images and captions of one split of a CUB-layout folder, held as a uint8 memory map.
+    """Images and captions of one split of a dataset folder, held in memory as uint8.
+
+    Reads every layout of :mod:`stackgan.data.layouts` (CUB birds and shapes, Oxford-102
+    flowers, COCO 2014, a generic folder of images with captions beside them).
 
     Args:
         root: dataset folder.
@@ -185,6 +188,7 @@ class TextImageDataset:
         cache_dir: where the uint8 image cache goes; None = ``<root>/.stackgan-cache`` when
             writable, else ``~/.cache/stackgan``.
         progress: show a progress bar while building the cache.
+        layout: "auto" (detected from the folder), "cub", "flowers", "coco" or "folder".
     """
 
     def __init__(
@@ -199,89 +203,40 @@ class TextImageDataset:
         max_images: int = 0,
         cache_dir: str | Path | None = None,
         progress: bool = True,
+        layout: str = "auto",
     ) -> None:
+        from stackgan.data.layouts import read_index
+
         self.root = Path(root)
-        if not self.root.is_dir():
-            raise DatasetError(
-                f"dataset folder not found: {self.root} (for the default dataset run "
-                f"`stackgan data shapes --out {self.root}`)"
-            )
         self.split = split
         self.img_size = img_size
         self.random_crop = random_crop
         self.random_flip = random_flip
         self.load_size = round(img_size * LOAD_RATIO) if random_crop else img_size
 
-        keys = _read_pickle(self.root / split / "filenames.pickle")
-        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-            raise DatasetError(f"{self.root / split / 'filenames.pickle'}: expected a list of str")
-        class_file = self.root / split / "class_info.pickle"
-        classes = _read_pickle(class_file) if class_file.exists() else None
-        if max_images:
-            keys = keys[:max_images]
-        if not keys:
-            raise DatasetError(f"split {split!r} of {self.root} lists no images")
-        self.keys: list[str] = keys
-        if classes is not None:
-            if not isinstance(classes, (list, tuple, np.ndarray)):
-                raise DatasetError(f"{class_file}: expected a list of class ids")
-            classes = [int(c) for c in list(classes)[: len(keys)]]
-            if len(classes) != len(keys):
-                raise DatasetError(f"{class_file}: {len(classes)} labels for {len(keys)} images")
-        self.class_ids = torch.tensor(classes if classes is not None else range(len(keys)))
+        index = read_index(self.root, split, layout, max_images)
+        self.keys: list[str] = index.keys
+        self.image_paths = index.image_paths
+        classes = index.class_ids
+        self.class_ids = torch.tensor(classes if classes is not None else range(len(self.keys)))
         self.has_classes = classes is not None
 
         # Captions: a flat list with per-image offsets, so any number per image works.
         self.captions: list[str] = []
         offsets, counts = [], []
-        for k in keys:
-            caps = read_captions(self.root / "text" / f"{k}.txt")
+        for caps in index.captions:
             offsets.append(len(self.captions))
             counts.append(len(caps))
             self.captions.extend(caps)
         self.caption_offsets = torch.tensor(offsets)
         self.caption_counts = torch.tensor(counts)
 
-        self.bbox_crop = bbox_crop and (self.root / "CUB_200_2011" / "bounding_boxes.txt").exists()
+        self.bboxes = index.bboxes if bbox_crop else {}
+        self.bbox_crop = bool(self.bboxes)
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(self.root)
         self.images = torch.from_numpy(self._load_images(progress))  # (N, L, L, 3) uint8
 
     # ------------------------------------------------------------------------------------------
-    def _image_index(self) -> list[tuple[str, str]]:
-        """(image id, path relative to images/) from ``images.txt``; empty when it is absent."""
-        index_file = self.root / "CUB_200_2011" / "images.txt"
-        if not index_file.exists():
-            return []
-        lines = index_file.read_text().splitlines()
-        return [(i, rel) for i, rel in (ln.split(maxsplit=1) for ln in lines if ln.strip())]
-
-    def _image_paths(self) -> list[Path]:
-        base = self.root / "CUB_200_2011" / "images"
-        by_key = {os.path.splitext(rel)[0]: rel for _, rel in self._image_index()}
-        paths = []
-        for k in self.keys:
-            if k in by_key:
-                paths.append(base / by_key[k])
-                continue
-            for ext in IMAGE_EXTS:
-                if (base / f"{k}{ext}").exists():
-                    paths.append(base / f"{k}{ext}")
-                    break
-            else:
-                raise DatasetError(f"missing image for {k!r}: no {base / k}.jpg/.png")
-        return paths
-
-    def _bboxes(self) -> dict[str, tuple[float, float, float, float]]:
-        cub = self.root / "CUB_200_2011"
-        id_to_key = {i: os.path.splitext(rel)[0] for i, rel in self._image_index()}
-        boxes = {}
-        for line in (cub / "bounding_boxes.txt").read_text().splitlines():
-            parts = line.split()
-            if len(parts) == 5 and parts[0] in id_to_key:
-                x, y, w, h = (float(v) for v in parts[1:])
-                boxes[id_to_key[parts[0]]] = (x, y, w, h)
-        return boxes
-
     def _cache_path(self) -> Path:
         sig = hashlib.sha1(
             repr(
@@ -301,9 +256,9 @@ class TextImageDataset:
         return cached_images(
             self._cache_path(),
             self.keys,
-            self._image_paths(),
+            self.image_paths,
             self.load_size,
-            self._bboxes() if self.bbox_crop else None,
+            self.bboxes,
             progress,
             f"caching {self.split} images at {self.load_size}px",
         )

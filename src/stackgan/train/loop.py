@@ -151,6 +151,7 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
             max_images=cfg.data.max_images,
             cache_dir=cfg.data.cache_dir or None,
             progress=tc.progress,
+            layout=cfg.data.layout,
         )
         emb = dataset_embeddings(
             ds.captions,
