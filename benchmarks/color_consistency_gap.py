@@ -55,6 +55,7 @@ def main() -> None:
             f"train.tick_iters={args.iters}",
             f"train.device={args.device}",
             "train.tensorboard=false",
+            "train.ema_decay=0",  # judge the trained G itself, not a lagging average
         ]
         if args.data:
             overrides.append(f"data.root={args.data}")

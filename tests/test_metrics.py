@@ -81,3 +81,34 @@ def test_real_inception_network_gives_pool3_features():
     # the same images as [-1, 1] floats give the same features
     g = net(imgs.permute(0, 3, 1, 2).float() / 127.5 - 1)
     assert torch.allclose(f, g, atol=1e-3)
+
+
+class _MeanColour(torch.nn.Module):
+    """A stand-in feature network: per-channel mean and std (6-d), counting its calls."""
+
+    name = "meancolour-test"
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return torch.cat([x.mean((2, 3)), x.std((2, 3))], 1)
+
+
+def test_dataset_features_are_cached_per_split_and_size(tiny_shapes):
+    from stackgan.metrics.real import dataset_features
+
+    net = _MeanColour()
+    feats, ds = dataset_features(tiny_shapes, "train", 32, net, progress=False)
+    assert feats.shape == (len(ds), 6) and net.calls > 0
+    calls = net.calls
+    again, _ = dataset_features(tiny_shapes, "train", 32, net, progress=False)
+    assert net.calls == calls and np.array_equal(feats, again)  # read from the cache
+    other, _ = dataset_features(tiny_shapes, "train", 16, net, progress=False)
+    assert net.calls > calls and other.shape == feats.shape  # another size, computed anew
+    # real train vs real test are close; train vs noise far apart (FID on the stand-in features)
+    test, _ = dataset_features(tiny_shapes, "test", 32, net, progress=False)
+    noise = net(torch.rand(len(test), 3, 32, 32) * 2 - 1).double().numpy()
+    assert fid_from_features(feats, test) < fid_from_features(feats, noise)

@@ -1,0 +1,96 @@
+"""Sanity figures for FID and the Inception Score on real data (no generator involved).
+
+FID(real test, real train) must be far below FID(blurred test, train) and FID(noise, train); IS of
+real test images under the dataset's pool3 head should approach the number of classes, and IS of
+noise should be near 1. Features are cached beside the dataset, so a second run is quick.
+
+    python benchmarks/metric_sanity.py --data data/shapes --max-train 2000
+    python benchmarks/metric_sanity.py --data ../shared/data/birds-cub50
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from stackgan.metrics.features import InceptionFeatures, extract_features
+from stackgan.metrics.fid import fid_from_features
+from stackgan.metrics.inception_score import head_probabilities, inception_score, train_head
+from stackgan.metrics.real import dataset_features, image_batches
+
+BLUR_FACTOR = 8  # blur = area-downsample by 8 and bilinear back up
+
+
+def blur(x: torch.Tensor) -> torch.Tensor:
+    small = F.avg_pool2d(x, BLUR_FACTOR)
+    return F.interpolate(small, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--size", type=int, default=256, help="resolution the images are read at")
+    ap.add_argument("--max-train", type=int, default=0, help="use the first N train images")
+    ap.add_argument("--max-test", type=int, default=0, help="use the first N test images")
+    ap.add_argument("--out", default=None, help="also write the figures to this JSON file")
+    args = ap.parse_args()
+
+    t0 = time.time()
+    net = InceptionFeatures()
+    train, train_ds = dataset_features(
+        args.data, "train", args.size, net, max_images=args.max_train
+    )
+    test, test_ds = dataset_features(args.data, "test", args.size, net, max_images=args.max_test)
+    n = len(test)
+    blurred = extract_features(
+        net, image_batches(test_ds, args.size, transform=blur), n, desc="inception blurred"
+    )
+    gen = torch.Generator().manual_seed(0)
+    noise_batches = (
+        torch.rand(min(50, n - s), 3, args.size, args.size, generator=gen) * 2 - 1
+        for s in range(0, n, 50)
+    )
+    noise = extract_features(net, noise_batches, n, desc="inception noise")
+
+    res: dict[str, float | int | str] = {
+        "data": args.data,
+        "num_train": len(train),
+        "num_test": n,
+        "fid_test_vs_train": fid_from_features(train, test),
+        "fid_blurred_test_vs_train": fid_from_features(train, blurred),
+        "fid_noise_vs_train": fid_from_features(train, noise),
+    }
+    labels = train_ds.class_ids.numpy()
+    head = train_head(train, labels)
+    res["num_classes"] = len(np.unique(labels))
+    # the head's accuracy on training features, and IS of shuffled test / noise images
+    res["head_train_accuracy"] = float(
+        (
+            head_probabilities(head, train).argmax(1) == np.unique(labels, return_inverse=True)[1]
+        ).mean()
+    )
+    order = np.random.default_rng(0).permutation(n)  # IS splits must not follow class order
+    res["is_real_test"], res["is_real_test_std"] = inception_score(
+        head_probabilities(head, test[order])
+    )
+    res["is_noise"], _ = inception_score(head_probabilities(head, noise))
+    res["seconds"] = round(time.time() - t0, 1)
+
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    )
+    for k, v in res.items():
+        print(f"  {k:28s} {v:.3f}" if isinstance(v, float) else f"  {k:28s} {v}")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(res, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
