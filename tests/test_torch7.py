@@ -169,3 +169,80 @@ def test_the_real_stackgan_demo_file():
     assert sentences == [sentence]
     assert emb.shape == (1, 1024) and np.isfinite(emb).all()
     assert 1.0 < float(np.linalg.norm(emb)) < 100.0  # a real char-CNN-RNN vector, not zeros
+
+
+def _precomputed_model(tmp_path, tiny_shapes, dim):
+    from stackgan.checkpoint import export_generator
+    from stackgan.models.registry import build_generator
+
+    from .conftest import tiny_config
+
+    cfg = tiny_config(tiny_shapes, **{"text.encoder": "precomputed", "text.dim": dim})
+    path = tmp_path / "model.safetensors"
+    export_generator(path, build_generator(cfg).state_dict(), cfg)
+    return path
+
+
+def test_sample_from_embeddings_files(tmp_path, tiny_shapes):
+    from click.testing import CliRunner
+
+    from stackgan.cli import main
+
+    model = _precomputed_model(tmp_path, tiny_shapes, 1024)
+    w = _Writer()
+    w.table(
+        [
+            (
+                "raw_txt",
+                lambda w: w.table([(lambda w: w.number(1), lambda w: w.string("a red bird"))]),
+            ),
+            (
+                "fea_txt",
+                lambda w: w.table(
+                    [
+                        (
+                            lambda w: w.number(1),
+                            lambda w: w.tensor([0.5] * 1024, "Float", "f", [1, 1024], [1024, 1]),
+                        )
+                    ]
+                ),
+            ),
+        ]
+    )
+    t7 = _write(tmp_path, w, "caption.t7")
+    res = CliRunner().invoke(
+        main,
+        ["sample", "--model", str(model), "--embeddings", str(t7), "--out", str(tmp_path / "o")],
+    )
+    assert res.exit_code == 0, res.output
+    assert "0000: a red bird" in res.output and (tmp_path / "o" / "0000.png").exists()
+    npy = tmp_path / "vecs.npy"
+    np.save(npy, np.random.default_rng(0).normal(size=(3, 1024)).astype(np.float32))
+    res = CliRunner().invoke(
+        main,
+        ["sample", "--model", str(model), "--embeddings", str(npy), "--out", str(tmp_path / "n")],
+    )
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (tmp_path / "n").glob("*.png"))[-1] == "grid.png"
+    assert len(list((tmp_path / "n").glob("0*.png"))) == 3
+    np.save(npy, np.zeros((2, 5), np.float32))  # wrong dimension: a clear error, nothing written
+    res = CliRunner().invoke(
+        main,
+        ["sample", "--model", str(model), "--embeddings", str(npy), "--out", str(tmp_path / "x")],
+    )
+    assert res.exit_code != 0 and "5-d vectors" in res.output and not (tmp_path / "x").exists()
+
+
+@pytest.mark.skipif(not REAL.exists(), reason="../shared is not present")
+def test_sample_from_the_real_demo_t7(tmp_path, tiny_shapes):
+    from click.testing import CliRunner
+
+    from stackgan.cli import main
+
+    model = _precomputed_model(tmp_path, tiny_shapes, 1024)
+    res = CliRunner().invoke(
+        main,
+        ["sample", "--model", str(model), "--embeddings", str(REAL), "--out", str(tmp_path / "o")],
+    )
+    assert res.exit_code == 0, res.output
+    assert "this bird has a bright yellow body" in res.output

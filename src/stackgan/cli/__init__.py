@@ -9,6 +9,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -160,6 +161,14 @@ def train(
 @click.option(
     "--save-stages", is_flag=True, help="Also write every stage's image as DIR/stageK/NNNN.png."
 )
+@click.option(
+    "--embeddings",
+    "embeddings_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Sample from precomputed sentence vectors instead of text: the original StackGAN "
+    "demo's .t7 (raw_txt + fea_txt) or an (N, D) .npy.",
+)
 def sample(
     caption: tuple[str, ...],
     captions_file: str | None,
@@ -169,6 +178,7 @@ def sample(
     num_images: int,
     device: str,
     save_stages: bool,
+    embeddings_file: str | None,
 ) -> None:
     """Generate one image per caption: DIR/0000.png, 0001.png, ... and DIR/grid.png.
 
@@ -181,6 +191,7 @@ def sample(
       stackgan sample --captions captions.txt --out out/ --seed 3
       stackgan sample --model runs/00001-.../model.safetensors "a tiny blue circle"
       stackgan sample --model runs/00004-v2-folder-3branch-uncond-bs24/model.safetensors --num 16
+      stackgan sample --model birds-charcnnrnn.safetensors --embeddings caption.t7
     """
     import numpy as np
 
@@ -194,6 +205,9 @@ def sample(
             raise click.ClickException(f"captions file not found: {path}")
         captions += [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
     sampler = Text2ImageSampler.from_pretrained(model, device=device)
+    if embeddings_file is not None:
+        _sample_embeddings(sampler, Path(embeddings_file), Path(out_dir), seed, num_images)
+        return
     if not sampler.conditional:
         if captions:
             raise click.UsageError("this model is unconditional: give --num N, not captions")
@@ -214,6 +228,39 @@ def sample(
             for i, im in enumerate(imgs):
                 save_png(np.asarray(im), out / f"stage{s}" / f"{i:04d}.png")
     click.echo(f"wrote {len(arrays)} images ({sampler.resolution}px) and grid.png to {out}")
+
+
+def _sample_embeddings(sampler: Any, path: Path, out: Path, seed: int, num_images: int) -> None:
+    """``stackgan sample --embeddings``: images from stored sentence vectors."""
+    import numpy as np
+    import torch
+
+    from stackgan.text.torch7 import load_t7_embeddings
+    from stackgan.utils.images import make_grid, save_png, to_uint8
+
+    if not path.is_file():
+        raise click.ClickException(f"embeddings file not found: {path}")
+    sentences: list[str] = []
+    if path.suffix == ".npy":
+        arr = np.load(path).astype(np.float32)
+    else:
+        sentences, arr = load_t7_embeddings(path)
+    arr = arr.reshape(len(arr), -1)
+    if not sampler.conditional or arr.shape[1] != sampler.cfg.text.dim:
+        raise click.ClickException(
+            f"{path} holds {arr.shape[1]}-d vectors but the model takes "
+            f"{sampler.cfg.text.dim if sampler.conditional else 'no'} text input "
+            f"({sampler.cfg.text.encoder})"
+        )
+    emb = torch.from_numpy(arr).to(sampler.device)
+    images = to_uint8(sampler.generate(emb, seed=seed, num_images=num_images)[-1])
+    out.mkdir(parents=True, exist_ok=True)
+    for i, a in enumerate(images):
+        save_png(a, out / f"{i:04d}.png")
+    save_png(make_grid(images, nrow=min(8, len(images))), out / "grid.png")
+    for i, text in enumerate(sentences):
+        click.echo(f"{i:04d}: {text}")
+    click.echo(f"wrote {len(images)} images ({sampler.resolution}px) and grid.png to {out}")
 
 
 # ----------------------------------------------------------------------------------------------
