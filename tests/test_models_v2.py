@@ -205,3 +205,15 @@ def test_ema_update():
     assert torch.allclose(next(g_ema.parameters()), p0 + 0.001, atol=1e-6)
     update_ema(g_ema, g, 0.0)
     assert torch.equal(next(g_ema.parameters()), next(g.parameters()))
+
+
+def test_spectral_norm_option_bounds_every_discriminator_weight():
+    d = Discriminator(32, 16, ndf=4, disc_text_dim=8, uncond=True, spectral_norm=True)
+    for _ in range(20):  # power iterations run on training-mode forwards
+        d(torch.randn(2, 3, 32, 32), torch.randn(2, 16))
+    convs = [m for m in d.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert convs and all(hasattr(m, "parametrizations") for m in convs)
+    for m in convs:
+        w = m.weight.detach().flatten(1)
+        assert torch.linalg.matrix_norm(w, ord=2) == pytest.approx(1.0, rel=0.1)
+    assert Discriminator(32, 16, ndf=4).encode_image[0][0].weight.requires_grad  # off by default

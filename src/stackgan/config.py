@@ -80,6 +80,9 @@ class ModelConfig:
     disc_text_dim: int = 128  # D compresses the text embedding to this size (N_d)
     num_res_blocks: int = 4  # v1: Stage-II residual blocks (paper 4); v2: per branch (paper 2)
     joint_kernel: int = 0  # D's text-join conv kernel; 0 = the version's (v1: 1x1, v2: 3x3)
+    # Not in the papers: spectral normalisation of every D weight (Miyato et al., 2018), an
+    # option for short runs where D overpowers G. Off in every paper preset.
+    d_spectral_norm: bool = False
     stage1_img_size: int = 64  # v1 Stage-I output; v2: the first branch's resolution
     stage2_img_size: int = 256
     stage1_checkpoint: str = ""  # for stage 2: the Stage-I training checkpoint or export

@@ -42,6 +42,8 @@ class Discriminator(nn.Module):
         disc_text_dim: size the text is compressed to (N_d = 128).
         uncond: add the unconditional head next to the conditional one.
         joint_kernel: kernel of the conv joining image and text (1 in v1, 3 in v2).
+        spectral_norm: spectrally normalise every conv and linear weight (Miyato et al., 2018).
+            Not in either paper: an option for short runs where D overpowers G.
     """
 
     def __init__(
@@ -52,6 +54,7 @@ class Discriminator(nn.Module):
         disc_text_dim: int = 128,
         uncond: bool = False,
         joint_kernel: int = 1,
+        spectral_norm: bool = False,
     ) -> None:
         super().__init__()
         self.img_size = img_size
@@ -80,6 +83,10 @@ class Discriminator(nn.Module):
             self.cond_head = JointHead(ch, disc_text_dim, joint_kernel)
         self.uncond_head = JointHead(ch, 0) if uncond or not text_dim else None
         init_weights(self)
+        if spectral_norm:  # after init: the parametrisation keeps the initialised weight
+            for m in list(self.modules()):
+                if isinstance(m, (nn.Conv2d, nn.Linear)):
+                    nn.utils.parametrizations.spectral_norm(m)
 
     def encode(self, img: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) -> image code (B, ndf*8, 4, 4)."""

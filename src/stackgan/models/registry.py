@@ -54,11 +54,16 @@ def build_discriminators(cfg: ExperimentConfig) -> list[Discriminator]:
     kernel = m.joint_kernel or JOINT_KERNEL[m.version]
     if m.version == "v2":
         return [
-            Discriminator(size, _text_dim(cfg), m.ndf, m.disc_text_dim, True, kernel)
+            Discriminator(
+                size, _text_dim(cfg), m.ndf, m.disc_text_dim, True, kernel, m.d_spectral_norm
+            )
             for size in image_sizes(cfg)
         ]
     ndf, uncond = (m.ndf, False) if m.stage == 1 else (m.ndf2, True)
-    return [Discriminator(image_sizes(cfg)[0], cfg.text.dim, ndf, m.disc_text_dim, uncond, kernel)]
+    size = image_sizes(cfg)[0]
+    return [
+        Discriminator(size, cfg.text.dim, ndf, m.disc_text_dim, uncond, kernel, m.d_spectral_norm)
+    ]
 
 
 def build_discriminator(cfg: ExperimentConfig) -> Discriminator:
