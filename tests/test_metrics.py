@@ -112,3 +112,34 @@ def test_dataset_features_are_cached_per_split_and_size(tiny_shapes):
     test, _ = dataset_features(tiny_shapes, "test", 32, net, progress=False)
     noise = net(torch.rand(len(test), 3, 32, 32) * 2 - 1).double().numpy()
     assert fid_from_features(feats, test) < fid_from_features(feats, noise)
+
+
+def test_r_precision_with_a_toy_encoder_of_known_answers():
+    from stackgan.metrics.r_precision import r_precision, retrieval_topk
+
+    rng = np.random.default_rng(0)
+    img = rng.normal(size=(300, 32))
+    # a perfect encoder: each caption embeds exactly as its image -> R-precision 1, top-1 1
+    assert r_precision(img, img)[0] == 1.0
+    assert retrieval_topk(img, img) == {1: 1.0, 5: 1.0}
+    # an encoder that ignores the text: every candidate ties -> the true one never ranks first
+    const = np.ones((300, 32))
+    assert r_precision(img, const)[0] == 0.0
+    # a random encoder: about 1 in 100 by chance
+    rand = rng.normal(size=(300, 32))
+    assert r_precision(img, rand, seed=1)[0] < 0.05
+    # half the captions right, half shuffled: R-precision about one half
+    half = img.copy()
+    half[150:] = rng.permutation(img[150:])
+    assert 0.45 <= r_precision(img, half)[0] <= 0.56
+    top = retrieval_topk(img, half)
+    assert 0.49 <= top[1] <= 0.55 and top[5] >= top[1]
+
+
+def test_r_precision_groups_keep_an_images_own_captions_out_of_the_negatives():
+    from stackgan.metrics.r_precision import r_precision
+
+    img = np.repeat(np.eye(3), 2, axis=0)  # 3 images, each with 2 caption rows
+    assert r_precision(img, img, num_negatives=3, groups=np.repeat(np.arange(3), 2))[0] == 1.0
+    with pytest.raises(MetricError, match="same group"):
+        r_precision(img, img, groups=np.zeros(6))
