@@ -143,3 +143,40 @@ def test_r_precision_groups_keep_an_images_own_captions_out_of_the_negatives():
     assert r_precision(img, img, num_negatives=3, groups=np.repeat(np.arange(3), 2))[0] == 1.0
     with pytest.raises(MetricError, match="same group"):
         r_precision(img, img, groups=np.zeros(6))
+
+
+def test_eval_writes_metrics_report_and_history(tiny_shapes, tmp_path):
+    """The whole eval pipeline on a tiny model (untrained, exported) and stand-in features."""
+    import json
+
+    from stackgan.checkpoint import export_generator
+    from stackgan.metrics.evaluate import EvalOptions, evaluate
+    from stackgan.models.registry import build_generator
+
+    from .conftest import tiny_config
+
+    cfg = tiny_config(tiny_shapes, stage=2)
+    model = tmp_path / "model.safetensors"
+    export_generator(model, build_generator(cfg).state_dict(), cfg)
+    out = tmp_path / "eval" / "run"
+    res = evaluate(
+        EvalOptions(str(tiny_shapes), str(out), str(model), num_samples=12),
+        extractor=_MeanColour(),
+        progress=False,
+    )
+    assert res["resolution"] == 32 and res["num_samples"] >= 2
+    fid_key = f"fid{res['num_samples']}"
+    assert res[fid_key] > 0 and res["diversity"] >= 0
+    assert 1.0 <= res["is"] and 1.0 <= res["is_real"] <= res["is_num_classes"]
+    assert set(res["consistency"]) >= {"object_color_acc", "background_acc"}
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved[fid_key] == res[fid_key]
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 3 and fid_key in page
+    evaluate(
+        EvalOptions(str(tiny_shapes), str(out), str(model), num_samples=12),
+        extractor=_MeanColour(),
+        progress=False,
+    )
+    history = (tmp_path / "eval" / "eval-history.jsonl").read_text().splitlines()
+    assert len(history) == 2 and json.loads(history[1])["model"] == str(model)

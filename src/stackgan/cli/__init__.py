@@ -406,6 +406,67 @@ def consistency(
         Path(out).write_text(text + "\n")
 
 
+# ----------------------------------------------------------------------------------------------
+@main.command("eval")
+@click.option(
+    "--model",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Inference export. Default: the bundled shapes model.",
+)
+@click.option(
+    "--data",
+    "data_root",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Dataset folder (its test split is the reference).",
+)
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@click.option(
+    "--num-samples", default=0, show_default=True, help="Captions to generate (0 = all test)."
+)
+@click.option(
+    "--max-train",
+    default=0,
+    show_default=True,
+    help="Real training images for the Inception-Score head (0 = all).",
+)
+@click.option("--split", default="test", show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option(
+    "--history",
+    default="",
+    help="JSON-lines file each run is appended to. Default: OUT/../eval-history.jsonl.",
+)
+def eval_cmd(
+    model: str | None,
+    data_root: str,
+    out_dir: str,
+    num_samples: int,
+    max_train: int,
+    split: str,
+    seed: int,
+    device: str,
+    history: str,
+) -> None:
+    """FID, Inception Score, diversity (and consistency on shapes) -> metrics.json, report.html.
+
+    \b
+    Examples:
+      stackgan eval --data data/shapes --out eval/bundled
+      stackgan eval --model runs/00001-.../model.safetensors --data data/shapes --out eval/run1
+    """
+    from stackgan.metrics.evaluate import EvalOptions, evaluate
+
+    opts = EvalOptions(
+        data_root, out_dir, model, split, num_samples, max_train, seed, device, history
+    )
+    res = evaluate(opts)
+    click.echo(json.dumps(res, indent=2))
+    click.echo(f"wrote {Path(out_dir) / 'metrics.json'} and {Path(out_dir) / 'report.html'}")
+
+
 from stackgan.cli.demo import demo  # noqa: E402
 
 main.add_command(demo)

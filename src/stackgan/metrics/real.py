@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from stackgan.data.cub import TextImageDataset
-from stackgan.metrics.features import InceptionFeatures, extract_features
+from stackgan.metrics.features import extract_features
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def dataset_features(
     root: str | Path,
     split: str,
     size: int,
-    extractor: InceptionFeatures,
+    extractor: torch.nn.Module,
     *,
     max_images: int = 0,
     layout: str = "auto",
@@ -59,10 +59,11 @@ def dataset_features(
         progress=progress,
         layout=layout,
     )
+    name = str(getattr(extractor, "name", type(extractor).__name__))  # names the detector
     sig = hashlib.sha1(
-        repr((CACHE_VERSION, extractor.name, str(ds.root.resolve()), split, size, ds.keys)).encode()
+        repr((CACHE_VERSION, name, str(ds.root.resolve()), split, size, ds.keys)).encode()
     ).hexdigest()[:12]
-    path = ds.cache_dir / f"features-{extractor.name}-{split}-{size}px-{sig}.npy"
+    path = ds.cache_dir / f"features-{name}-{split}-{size}px-{sig}.npy"
     if path.exists():
         try:
             feats = np.load(path)

@@ -1,0 +1,221 @@
+"""``stackgan eval``: one command for a model's metrics, written as metrics.json and a report.
+
+For each image of the dataset's test split one caption is drawn (seeded; on ``shapes`` one that
+names the background, so the consistency judge can score it) and one image generated at the
+model's highest resolution. Then:
+
+- FID against the real test images at that resolution (Inception pool3, real features cached);
+- Inception Score under the dataset's pool3 head (trained on the real training images, the
+  analogue of the authors' Inception fine-tuned on CUB), 10 splits;
+- diversity: mean pairwise distance, in pool3 space, between samples of the same caption;
+- on ``shapes``, text-image consistency (object colour and background) by palette statistics.
+
+``metrics.json`` and ``report.html`` (images inline, readable offline) go to the output folder,
+and one JSON line per run is appended to a history file so runs can be compared.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from stackgan.metrics.features import MetricError, extract_features
+from stackgan.metrics.fid import fid_from_features
+from stackgan.metrics.inception_score import head_probabilities, inception_score, train_head
+from stackgan.metrics.real import dataset_features
+from stackgan.utils.images import make_grid, to_uint8
+
+logger = logging.getLogger(__name__)
+
+DIVERSITY_CAPTIONS = 20  # captions sampled several times for the diversity figure
+DIVERSITY_SAMPLES = 4  # samples per caption
+REPORT_CAPTIONS = 8  # captions shown stage by stage in the report
+GEN_BATCH = 50
+
+
+@dataclass
+class EvalOptions:
+    """What ``stackgan eval`` measures, and where it writes."""
+
+    data_root: str
+    out_dir: str
+    model: str | None = None  # None: the bundled model
+    split: str = "test"
+    num_samples: int = 0  # 0: one per image of the split
+    max_train: int = 0  # real training images for the IS head (0: all)
+    seed: int = 0
+    device: str = "cpu"
+    history: str = ""  # "" : <out_dir>/../eval-history.jsonl
+
+
+def _captions(opts: EvalOptions, ds: Any) -> tuple[list[str], list[Any] | None]:
+    """One caption per test image (and the shapes attributes when the dataset has them)."""
+    root = Path(opts.data_root)
+    if (root / "meta.json").exists() and (root / "attributes.jsonl").exists():
+        from stackgan.metrics.consistency import test_captions
+
+        items = test_captions(root, opts.split, opts.num_samples, opts.seed)
+        return [c for c, _, _ in items], items
+    rng = random.Random(opts.seed)
+    caps = []
+    for i in range(len(ds)):
+        start, count = int(ds.caption_offsets[i]), int(ds.caption_counts[i])
+        caps.append(ds.captions[start + rng.randrange(count)])
+    return caps[: opts.num_samples or None], None
+
+
+def _png_b64(img: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def evaluate(
+    opts: EvalOptions, extractor: torch.nn.Module | None = None, progress: bool = True
+) -> dict[str, Any]:
+    """Run every metric for ``opts``; returns the metrics dict (also written to disk)."""
+    from stackgan.metrics.features import InceptionFeatures
+    from stackgan.sampling import Text2ImageSampler
+
+    t0 = time.time()
+    out = Path(opts.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sampler = Text2ImageSampler.from_pretrained(opts.model, device=opts.device)
+    if not sampler.conditional:
+        raise MetricError("stackgan eval needs a text-conditioned model")
+    net = extractor if extractor is not None else InceptionFeatures(device=opts.device)
+    size = sampler.resolution
+
+    # 1. real features (cached beside the dataset) and the captions to generate from
+    real, test_ds = dataset_features(opts.data_root, opts.split, size, net, progress=progress)
+    train, train_ds = dataset_features(
+        opts.data_root, "train", size, net, max_images=opts.max_train, progress=progress
+    )
+    captions, items = _captions(opts, test_ds)
+    if len(captions) < 2:
+        raise MetricError(f"need at least 2 {opts.split} captions under {opts.data_root}")
+
+    # 2. generate one image per caption (all stages kept for the report's first rows)
+    emb = sampler.encode_text(captions)
+    finals: list[np.ndarray] = []
+    stage_rows: list[np.ndarray] = []
+
+    def batches() -> Any:
+        for s in range(0, len(captions), GEN_BATCH):
+            stages = sampler.generate(emb[s : s + GEN_BATCH], seed=opts.seed + s)
+            finals.extend(to_uint8(stages[-1]))
+            if len(stage_rows) < REPORT_CAPTIONS:
+                stage_rows.extend(_stage_tiles(stages, size)[: REPORT_CAPTIONS - len(stage_rows)])
+            yield stages[-1]
+
+    fake = extract_features(net, batches(), len(captions), progress, "inception generated")
+
+    # 3. metrics
+    res: dict[str, Any] = {
+        "model": str(opts.model or "bundled"),
+        "data": str(opts.data_root),
+        "split": opts.split,
+        "resolution": size,
+        "num_samples": len(captions),
+        "num_real": len(real),
+        "detector": getattr(net, "name", type(net).__name__),
+        "seed": opts.seed,
+    }
+    res[f"fid{len(captions)}"] = fid_from_features(real, fake)
+    labels = train_ds.class_ids.numpy()
+    if train_ds.has_classes and len(np.unique(labels)) > 1:
+        head = train_head(train, labels, seed=opts.seed)
+        order = np.random.default_rng(opts.seed).permutation(len(fake))  # splits mix captions
+        res["is"], res["is_std"] = inception_score(head_probabilities(head, fake[order]))
+        res["is_real"], _ = inception_score(head_probabilities(head, real))
+        res["is_num_classes"] = len(np.unique(labels))
+    res["diversity"] = _diversity(sampler, emb, net, opts.seed)
+    if items is not None:
+        from stackgan.metrics.consistency import score
+
+        res["consistency"] = score(finals, [a for _, a, _ in items], [c for _, _, c in items])
+    res["seconds"] = round(time.time() - t0, 1)
+
+    # 4. write: metrics.json, report.html, one line of history
+    (out / "metrics.json").write_text(json.dumps(res, indent=2) + "\n")
+    grid = make_grid(np.stack(finals[:32]), nrow=8)
+    _write_report(out / "report.html", res, captions, stage_rows, grid)
+    history = Path(opts.history) if opts.history else out.parent / "eval-history.jsonl"
+    with open(history, "a") as f:
+        f.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **res}) + "\n")
+    return res
+
+
+def _stage_tiles(stages: list[torch.Tensor], size: int) -> list[np.ndarray]:
+    """Per sample, its stages side by side (each resized to ``size``), as one uint8 strip."""
+    from stackgan.utils.images import resize_to
+
+    cols = [to_uint8(resize_to(s, size)) for s in stages]  # each (B, S, S, 3)
+    return [np.concatenate([c[i] for c in cols], axis=1) for i in range(len(cols[0]))]
+
+
+@torch.no_grad()
+def _diversity(sampler: Any, emb: torch.Tensor, net: torch.nn.Module, seed: int) -> float:
+    """Mean pairwise L2 distance in feature space between samples of the same caption."""
+    n = min(DIVERSITY_CAPTIONS, len(emb))
+    imgs = sampler.generate(emb[:n], seed=seed + 10_000, num_images=DIVERSITY_SAMPLES)[-1]
+    feats = net(imgs).double().reshape(n, DIVERSITY_SAMPLES, -1)
+    d = torch.cdist(feats, feats)  # (n, k, k)
+    k = DIVERSITY_SAMPLES
+    return float(d.sum() / (n * k * (k - 1)))
+
+
+def _write_report(
+    path: Path,
+    res: dict[str, Any],
+    captions: list[str],
+    stage_rows: list[np.ndarray],
+    grid: np.ndarray,
+) -> None:
+    rows = []
+    for key, value in res.items():
+        if isinstance(value, dict):
+            value = ", ".join(
+                f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}" for k, v in value.items()
+            )
+        elif isinstance(value, float):
+            value = f"{value:.4g}"
+        rows.append(f"<tr><th>{html.escape(key)}</th><td>{html.escape(str(value))}</td></tr>")
+    stages = "\n".join(
+        f'<figure><img alt="sample {i}" src="data:image/png;base64,{_png_b64(strip)}">'
+        f"<figcaption>{html.escape(captions[i])}</figcaption></figure>"
+        for i, strip in enumerate(stage_rows)
+    )
+    title = html.escape(f"stackgan eval: {res['model']}")
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; max-width: 70em; }}
+table {{ border-collapse: collapse; }} th, td {{ border: 1px solid #ccc; padding: .3em .6em; }}
+th {{ text-align: left; background: #f4f4f4; }} figure {{ margin: 1em 0; }}
+img {{ image-rendering: pixelated; max-width: 100%; }} figcaption {{ color: #444; }}
+</style></head><body>
+<h1>stackgan eval</h1>
+<h2>Metrics</h2>
+<table>{"".join(rows)}</table>
+<h2>Stages of the first captions (lowest resolution first)</h2>
+{stages}
+<h2>Samples, one per caption</h2>
+<img alt="sample grid" src="data:image/png;base64,{_png_b64(grid)}">
+</body></html>
+"""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(page)
+    tmp.replace(path)
