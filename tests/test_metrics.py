@@ -167,7 +167,7 @@ def test_eval_writes_metrics_report_and_history(tiny_shapes, tmp_path):
     assert res["resolution"] == 32 and res["num_samples"] >= 2
     fid_key = f"fid{res['num_samples']}"
     assert res[fid_key] > 0 and res["diversity"] >= 0
-    assert 1.0 <= res["is"] and 1.0 <= res["is_real"] <= res["is_num_classes"]
+    assert res["is"] >= 1.0 and 1.0 <= res["is_real"] <= res["is_num_classes"]
     assert set(res["consistency"]) >= {"object_color_acc", "background_acc"}
     saved = json.loads((out / "metrics.json").read_text())
     assert saved[fid_key] == res[fid_key]
