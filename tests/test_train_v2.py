@@ -111,3 +111,16 @@ def test_v2_presets_load(preset):
 
     cfg = load_config(preset)
     assert cfg.model.version == "v2"
+
+
+def test_metrics_during_training_keep_the_best_model(tiny_shapes, tmp_path):
+    cfg = tiny_config(
+        tiny_shapes,
+        **V2,
+        **{"train.total_iters": 2, "train.metric_ticks": 1, "train.metric_samples": 4},
+    )
+    train(cfg, tmp_path / "run")
+    recs = [json.loads(x) for x in (tmp_path / "run" / "stats.jsonl").read_text().splitlines()]
+    assert all("metric/consistency_object" in r and "metric/is_best" in r for r in recs)
+    assert recs[0]["metric/is_best"] == 1.0  # the first score is the best so far
+    assert (tmp_path / "run" / "model-best.safetensors").exists()

@@ -165,8 +165,16 @@ class TrainConfig:
     num_grid_captions: int = 8
     progress: bool = True
     tensorboard: bool = True
+    # Metrics during training, every metric_ticks ticks (0 = off), on metric_samples test
+    # captions with g_ema: consistency on shapes (cheap), FID when metric_fid (Inception). The
+    # best model so far is exported as model-best.safetensors.
+    metric_ticks: int = 0
+    metric_samples: int = 256
+    metric_fid: bool = False
 
     def __post_init__(self) -> None:
+        if self.metric_ticks < 0 or self.metric_samples < 2:
+            raise ConfigError("train.metric_ticks must be >= 0 and metric_samples >= 2")
         if self.batch_size < 2:
             raise ConfigError("train.batch_size must be >= 2 (the mismatched pair needs two)")
         if self.total_iters < 1 or self.tick_iters < 1 or self.snapshot_ticks < 1:

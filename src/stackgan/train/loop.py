@@ -33,6 +33,7 @@ from stackgan.data.folder import ImageFolderDataset
 from stackgan.models.registry import build_discriminators, build_generator, image_sizes
 from stackgan.text.encoders import dataset_embeddings
 from stackgan.train.ema import update_ema
+from stackgan.train.monitor import MetricMonitor
 from stackgan.train.steps import d_step, g_step
 from stackgan.utils.images import make_grid, resize_to, save_png, to_uint8
 from stackgan.utils.runtime import (
@@ -48,6 +49,7 @@ logger = logging.getLogger(__name__)
 LATEST = "checkpoint-latest.pt"
 GRID_CAPTIONS_PER_ROW = {1: 8, 2: 2}  # by number of stages shown side by side
 EXPORT = "model.safetensors"
+BEST_EXPORT = "model-best.safetensors"  # the best g_ema by the training metric so far
 
 
 def make_run_dir(outdir: str | Path, cfg: ExperimentConfig) -> Path:
@@ -244,6 +246,7 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
         (run_dir / "captions-grid.txt").write_text(
             "\n".join(ds.captions[int(i)] for i in grid_caps) + "\n"
         )
+    monitor = MetricMonitor(cfg, device) if tc.metric_ticks else None
     writer = _tensorboard(run_dir) if tc.tensorboard else None
     stats_f = open(run_dir / "stats.jsonl", "a")  # noqa: SIM115 (closed in the finally below)
 
@@ -348,12 +351,21 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
                     "sec_per_iter": elapsed / max(len(tick_stats.get("d_loss", [1])), 1),
                     **means,
                 }
+                if monitor is not None and monitor.active and (tick % tc.metric_ticks == 0 or done):
+                    with torch.random.fork_rng(devices=[]):  # resume stays bit-exact
+                        metrics = monitor(g_ema)
+                    record.update({f"metric/{k}": v for k, v in metrics.items()})
+                    if metrics["is_best"]:
+                        export_generator(run_dir / BEST_EXPORT, g_ema.state_dict(), cfg)
                 stats_f.write(json.dumps(record) + "\n")
                 stats_f.flush()
                 if writer is not None:
                     for k, v in means.items():
                         writer.add_scalar(f"loss/{k}", v, step)
                     writer.add_scalar("progress/sec_per_iter", record["sec_per_iter"], step)
+                    for k, v in record.items():
+                        if k.startswith("metric/"):
+                            writer.add_scalar(k, v, step)
                 logger.info(
                     "step %d  %s", step, "  ".join(f"{k}={v:.4f}" for k, v in sorted(means.items()))
                 )

@@ -1,0 +1,95 @@
+"""Metrics during training, and the best model so far.
+
+Every ``train.metric_ticks`` ticks the EMA generator is scored on the first
+``train.metric_samples`` test captions: text-image consistency on ``shapes`` (palette
+statistics, a second or two) and, with ``train.metric_fid``, a small-sample FID against the
+real test images (Inception, real features cached). The monitored score is FID when computed
+(lower is better), else the mean of the two consistency accuracies (higher is better); when it
+improves, the generator is exported as ``model-best.safetensors``. The same functions run in
+``stackgan eval``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from stackgan.config import ExperimentConfig
+
+logger = logging.getLogger(__name__)
+
+
+class MetricMonitor:
+    """Scores ``g_ema`` on test captions; remembers the best score."""
+
+    def __init__(self, cfg: ExperimentConfig, device: torch.device) -> None:
+        self.cfg = cfg
+        self.device = device
+        root = Path(cfg.data.root)
+        self.shapes = (root / "meta.json").exists() and (root / "attributes.jsonl").exists()
+        self.best: float | None = None
+        self._encoder: Any = None
+        self._net: Any = None
+        self._real: np.ndarray | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.cfg.model.conditional and (self.shapes or self.cfg.train.metric_fid)
+
+    def _sampler(self, g_ema: nn.Module) -> Any:
+        from stackgan.sampling import Text2ImageSampler
+        from stackgan.text.encoders import build_encoder
+
+        if self._encoder is None:
+            self._encoder = build_encoder(
+                self.cfg.text.encoder,
+                device=self.device,
+                embeddings_file=self.cfg.text.embeddings_file,
+            )
+        return Text2ImageSampler(g_ema, self.cfg, self._encoder, self.device)
+
+    @torch.no_grad()
+    def __call__(self, g_ema: nn.Module) -> dict[str, float]:
+        """Metrics of ``g_ema`` now, with ``score`` (higher is better) and ``is_best``."""
+        from stackgan.metrics.consistency import evaluate_sampler
+
+        n, out, score = self.cfg.train.metric_samples, {}, 0.0
+        sampler = self._sampler(g_ema)
+        if self.shapes:
+            res = evaluate_sampler(sampler, self.cfg.data.root, num=n, progress=False)
+            out["consistency_object"] = float(res["object_color_acc"])
+            out["consistency_background"] = float(res["background_acc"])
+            score = (out["consistency_object"] + out["consistency_background"]) / 2
+        if self.cfg.train.metric_fid:
+            out[f"fid{n}"] = self._fid(sampler, n)
+            score = -out[f"fid{n}"]
+        out["is_best"] = float(self.best is None or score > self.best)
+        if out["is_best"]:
+            self.best = score
+        return out
+
+    def _fid(self, sampler: Any, n: int) -> float:
+        from stackgan.metrics.features import InceptionFeatures, extract_features
+        from stackgan.metrics.fid import fid_from_features
+        from stackgan.metrics.real import dataset_features
+
+        if self._net is None:
+            self._net = InceptionFeatures(device=self.device)
+            self._real, test_ds = dataset_features(
+                self.cfg.data.root, "test", sampler.resolution, self._net, progress=False
+            )
+            rng = np.random.default_rng(0)
+            self._captions = [
+                test_ds.captions[int(test_ds.caption_offsets[i])]
+                for i in rng.permutation(len(test_ds))[:n]
+            ]
+        emb = sampler.encode_text(self._captions)
+        batches = (sampler.generate(emb[s : s + 50], seed=s)[-1] for s in range(0, len(emb), 50))
+        fake = extract_features(self._net, batches, len(emb), progress=False)
+        assert self._real is not None
+        return fid_from_features(self._real, fake)
