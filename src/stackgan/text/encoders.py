@@ -5,6 +5,8 @@
 - ``precomputed``: the original StackGAN ``char-CNN-RNN-embeddings.pickle`` (N x 10 x 1024),
   aligned with a split's ``filenames.pickle``. It cannot encode new sentences (the char-CNN-RNN
   network is Lua Torch), so it serves dataset captions only.
+- a trained encoder file (``stackgan text-encoder train``, :mod:`stackgan.text.trainable`):
+  n-gram words + BiGRU trained against image features; encodes any sentence.
 """
 
 from __future__ import annotations
@@ -142,13 +144,26 @@ class PrecomputedEmbeddings:
         )
 
 
+def is_encoder_file(name: str) -> bool:
+    """Whether ``text.encoder`` names a trained encoder file rather than a built-in encoder."""
+    return name.endswith(".safetensors")
+
+
 def build_encoder(name: str, device: str | torch.device = "cpu", **kwargs: Any) -> TextEncoder:
-    """Encoder by name (``minilm``)."""
+    """Encoder by name: ``minilm``, ``precomputed``, or the path of a trained encoder file
+    (``stackgan text-encoder train``)."""
     if name == "minilm":
         return MiniLMEncoder(device=device)
     if name == "precomputed":
         return PrecomputedEmbeddings(kwargs.get("embeddings_file", ""))
-    raise TextEncoderError(f"unknown text encoder {name!r} (available: minilm, precomputed)")
+    if is_encoder_file(name):
+        from stackgan.text.trainable import TrainedTextEncoder
+
+        return TrainedTextEncoder(name, device=device)
+    raise TextEncoderError(
+        f"unknown text encoder {name!r} (available: minilm, precomputed, or a trained "
+        f"encoder's .safetensors path)"
+    )
 
 
 def dataset_embeddings(
@@ -178,7 +193,12 @@ def dataset_embeddings(
         return torch.from_numpy(np.stack(rows))
     digest = hashlib.sha1("\n".join(captions).encode()).hexdigest()[:12]
     version = ENCODER_VERSIONS.get(encoder_name, 1)
-    path = cache_dir / f"text-{encoder_name}-v{version}-{digest}.pt"
+    key = encoder_name
+    encoder: TextEncoder | None = None
+    if is_encoder_file(encoder_name):  # a trained file: its content digest names the cache
+        encoder = build_encoder(encoder_name, device=device)
+        key = encoder.name
+    path = cache_dir / f"text-{key}-v{version}-{digest}.pt"
     if path.exists():
         try:
             emb = torch.load(path, weights_only=True)
@@ -187,7 +207,7 @@ def dataset_embeddings(
         except (RuntimeError, EOFError, pickle.UnpicklingError):
             pass
         logger.warning("embedding cache %s is unreadable; recomputing", path)
-    encoder = build_encoder(encoder_name, device=device)
+    encoder = encoder or build_encoder(encoder_name, device=device)
     logger.info("encoding %d captions with %s (cached for later runs)", len(captions), encoder_name)
     emb = (
         encoder.encode(captions, progress=progress)

@@ -1,0 +1,128 @@
+"""How well a text encoder matches captions to images: R-precision and retrieval on a test split.
+
+Every encoder is judged the same way on the test split: one caption per image (seeded), its
+embedding, and the image's embedding in the same space; R-precision (AttnGAN) and text-to-image
+top-1 / top-5 retrieval. A trained encoder brings its own image projection. For an encoder with
+no image side (``minilm``, or the trained architecture with random weights as a floor), a linear
+projection from Inception pool3 features into its space is fitted on the training split with
+the same matching loss, its text side fixed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from stackgan.metrics.r_precision import r_precision, retrieval_topk
+from stackgan.metrics.real import dataset_features
+
+FEATURE_SIZE = 256  # images are read at this size for pool3 (the cache eval and FID share)
+PROJECTION_EPOCHS = 150
+
+
+def per_image_captions(ds: Any) -> list[list[str]]:
+    out = []
+    for i in range(len(ds)):
+        start, count = int(ds.caption_offsets[i]), int(ds.caption_counts[i])
+        out.append(ds.captions[start : start + count])
+    return out
+
+
+def fit_projection(
+    text_emb: list[torch.Tensor],
+    image_feats: np.ndarray,
+    epochs: int = PROJECTION_EPOCHS,
+    seed: int = 0,
+) -> torch.nn.Linear:
+    """Linear pool3 -> text space, trained with the symmetric matching loss against fixed text
+    embeddings (``text_emb[i]``: the (C_i, D) embeddings of image i's captions)."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    proj = torch.nn.Linear(image_feats.shape[1], text_emb[0].shape[1])
+    scale = torch.nn.Parameter(torch.tensor(np.log(1 / 0.07), dtype=torch.float32))
+    opt = torch.optim.Adam([*proj.parameters(), scale], lr=1e-3)
+    feats = torch.from_numpy(image_feats).float()
+    for _ in range(epochs):
+        order = rng.permutation(len(feats))
+        for s in range(0, len(order) - 1, 256):
+            idx = order[s : s + 256]
+            t = F.normalize(
+                torch.stack([text_emb[i][rng.integers(len(text_emb[i]))] for i in idx]), dim=1
+            )
+            v = F.normalize(proj(feats[idx]), dim=1)
+            logits = scale.clamp(max=np.log(100.0)).exp() * t @ v.T
+            target = torch.arange(len(idx))
+            loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return proj.eval().requires_grad_(False)
+
+
+def evaluate_text_encoder(
+    data_root: str | Path,
+    encoder: str,
+    extractor: torch.nn.Module,
+    *,
+    max_train: int = 0,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """R-precision and retrieval of ``encoder`` ("minilm", "random" or a trained file) on the
+    test split of ``data_root``."""
+    from stackgan.text.encoders import build_encoder, is_encoder_file
+    from stackgan.text.trainable import SentenceEncoder, TrainedTextEncoder
+
+    train_feats, train_ds = dataset_features(
+        data_root, "train", FEATURE_SIZE, extractor, max_images=max_train, progress=progress
+    )
+    test_feats, test_ds = dataset_features(
+        data_root, "test", FEATURE_SIZE, extractor, progress=progress
+    )
+    rng = random.Random(seed)
+    test_caps = [rng.choice(c) for c in per_image_captions(test_ds)]
+
+    if is_encoder_file(encoder):
+        enc = TrainedTextEncoder(encoder, device=device)
+        text = enc.encode(test_caps)
+        images = enc.encode_images(test_feats)
+    else:
+        encode: Callable[[list[str]], torch.Tensor]
+        if encoder == "random":  # the trained architecture, untrained: the floor
+            torch.manual_seed(seed)
+            net = SentenceEncoder().eval()
+
+            def encode_random(caps: list[str]) -> torch.Tensor:
+                with torch.no_grad():
+                    return torch.cat([net(caps[s : s + 512]) for s in range(0, len(caps), 512)])
+
+            encode = encode_random
+        else:
+            encode = build_encoder(encoder, device=device).encode
+        train_caps = per_image_captions(train_ds)
+        flat = encode([c for caps in train_caps for c in caps])
+        counts = [len(c) for c in train_caps]
+        proj = fit_projection(list(flat.split(counts)), train_feats, seed=seed)
+        text = encode(test_caps)
+        with torch.no_grad():
+            images = proj(torch.from_numpy(test_feats).float())
+    t, v = text.double().numpy(), images.double().numpy()
+    r_mean, r_std = r_precision(v, t, seed=seed)
+    top = retrieval_topk(v, t)
+    return {
+        "data": str(data_root),
+        "encoder": encoder,
+        "num_test": len(t),
+        "num_train": len(train_feats),
+        "r_precision": r_mean,
+        "r_precision_std": r_std,
+        "top1": top[1],
+        "top5": top[5],
+    }

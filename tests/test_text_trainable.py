@@ -1,0 +1,126 @@
+"""The trainable text encoder: open vocabulary, training, save/load, use by the GAN, evaluation."""
+
+import numpy as np
+import pytest
+import torch
+
+from stackgan.config import ConfigError
+from stackgan.text.encoders import TextEncoderError, build_encoder
+from stackgan.text.trainable import (
+    SentenceEncoder,
+    TrainedTextEncoder,
+    save_matcher,
+    subword_ids,
+    train_matcher,
+    words,
+)
+
+from .conftest import tiny_config
+
+COLOURS = ["red", "blue", "green", "yellow"]
+
+
+def _toy(n=64, seed=0):
+    """Images are 4-d colour indicators (+ noise); each has captions naming its colour."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, 4, n)
+    feats = np.eye(4)[ids] * 3 + rng.normal(0, 0.3, (n, 4))
+    caps = [[f"a {COLOURS[i]} bird", f"this bird is {COLOURS[i]}"] for i in ids]
+    return caps, feats.astype(np.float32), ids
+
+
+def test_unseen_words_get_vectors_from_their_spelling():
+    assert words("A Crimson-ish bird, tiny!") == [
+        "a",
+        "crimson",
+        "-",
+        "ish",
+        "bird",
+        ",",
+        "tiny",
+        "!",
+    ]
+    seen, unseen = set(subword_ids("crimson", 50_000)), set(subword_ids("crimsonish", 50_000))
+    assert len(seen & unseen) >= 5  # shared n-grams: <cr, cri, rim, ims, ...
+    assert subword_ids("crimson", 50_000) == subword_ids("crimson", 50_000)  # stable hashing
+    enc = SentenceEncoder(buckets=1000, emb_dim=8, hidden=8, out_dim=6)
+    out = enc(["zyxwvut qqq", "a bird", "?"])  # nonsense words and punctuation still encode
+    assert out.shape == (3, 6) and torch.isfinite(out).all()
+
+
+def test_training_learns_to_match_and_round_trips(tmp_path):
+    caps, feats, _ = _toy()
+    text = SentenceEncoder(buckets=2000, emb_dim=16, hidden=16, out_dim=8)
+    matcher, losses = train_matcher(
+        caps, feats, text=text, epochs=40, batch_size=32, progress=False
+    )
+    assert losses[-1] < losses[0] * 0.7
+    path = tmp_path / "enc.safetensors"
+    save_matcher(path, matcher, {"note": "toy"})
+    enc = build_encoder(str(path))
+    assert isinstance(enc, TrainedTextEncoder) and enc.dim == 8
+    emb = enc.encode([f"a {c} bird" for c in COLOURS])
+    assert emb.shape == (4, 8)
+    assert torch.allclose(emb.norm(dim=1), torch.full((4,), 8**0.5), atol=1e-4)
+    with torch.no_grad():
+        direct = torch.nn.functional.normalize(
+            matcher.text([f"a {c} bird" for c in COLOURS]), dim=1
+        )
+    assert torch.allclose(emb / 8**0.5, direct, atol=1e-5)  # same weights after the round trip
+    # captions retrieve images of their colour
+    img = torch.nn.functional.normalize(enc.encode_images(np.eye(4, dtype=np.float32) * 3), dim=1)
+    assert (emb @ img.T).argmax(1).tolist() == [0, 1, 2, 3]
+    with pytest.raises(TextEncoderError, match="empty"):
+        enc.encode([""])
+
+
+def test_bad_encoder_files_are_clear_errors(tmp_path):
+    with pytest.raises(TextEncoderError, match="not found"):
+        build_encoder(str(tmp_path / "missing.safetensors"))
+    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(TextEncoderError, match="cannot read"):
+        build_encoder(str(tmp_path / "junk.safetensors"))
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "other.safetensors"), metadata={"format": "x"})
+    with pytest.raises(TextEncoderError, match="not a stackgan text encoder"):
+        build_encoder(str(tmp_path / "other.safetensors"))
+
+
+def test_gan_trains_with_a_trained_encoder_and_checks_its_dimension(tiny_shapes, tmp_path):
+    from stackgan.sampling import Text2ImageSampler
+    from stackgan.train import train
+
+    caps, feats, _ = _toy(16)
+    matcher, _ = train_matcher(
+        caps, feats, text=SentenceEncoder(1000, 8, 8, 12), epochs=1, progress=False
+    )
+    path = tmp_path / "enc.safetensors"
+    save_matcher(path, matcher, {})
+    cfg = tiny_config(tiny_shapes, **{"text.encoder": str(path), "text.dim": 12})
+    export = train(cfg, tmp_path / "run")
+    sampler = Text2ImageSampler.from_pretrained(export)
+    out = sampler(["a glorbish violet thingamajig"], seed=0)  # words never seen anywhere
+    assert out.images[0].size == (16, 16)
+    wrong = tiny_config(tiny_shapes, **{"text.encoder": str(path), "text.dim": 384})
+    with pytest.raises(ConfigError, match="text.dim is 384 but .* gives 12-d"):
+        train(wrong, tmp_path / "run2")
+
+
+def test_text_encoder_evaluation_on_shapes(tiny_shapes, tmp_path):
+    from stackgan.metrics.text_retrieval import evaluate_text_encoder, per_image_captions
+
+    from .test_metrics import _MeanColour
+
+    net = _MeanColour()
+    res = evaluate_text_encoder(tiny_shapes, "random", net, progress=False)
+    assert res["num_test"] > 0 and 0 <= res["r_precision"] <= 1 and res["top5"] >= res["top1"]
+    from stackgan.metrics.real import dataset_features
+
+    feats, ds = dataset_features(tiny_shapes, "train", 256, net, progress=False)
+    matcher, _ = train_matcher(
+        per_image_captions(ds), feats, text=SentenceEncoder(1000, 8, 8, 8), epochs=2, progress=False
+    )
+    save_matcher(tmp_path / "e.safetensors", matcher, {})
+    res = evaluate_text_encoder(tiny_shapes, str(tmp_path / "e.safetensors"), net, progress=False)
+    assert set(res) >= {"r_precision", "r_precision_std", "top1", "top5"}
