@@ -103,7 +103,7 @@ def test_gan_trains_with_a_trained_encoder_and_checks_its_dimension(tiny_shapes,
     out = sampler(["a glorbish violet thingamajig"], seed=0)  # words never seen anywhere
     assert out.images[0].size == (16, 16)
     wrong = tiny_config(tiny_shapes, **{"text.encoder": str(path), "text.dim": 384})
-    with pytest.raises(ConfigError, match="text.dim is 384 but .* gives 12-d"):
+    with pytest.raises(ConfigError, match=r"text\.dim is 384 but .* gives 12-d"):
         train(wrong, tmp_path / "run2")
 
 
