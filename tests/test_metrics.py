@@ -180,3 +180,34 @@ def test_eval_writes_metrics_report_and_history(tiny_shapes, tmp_path):
     )
     history = (tmp_path / "eval" / "eval-history.jsonl").read_text().splitlines()
     assert len(history) == 2 and json.loads(history[1])["model"] == str(model)
+
+
+@pytest.mark.slow
+def test_eval_cli_with_the_real_inception_network(tiny_shapes, tmp_path):
+    """`stackgan eval` end to end on the real FID network (about a minute on 2 CPU cores)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from stackgan.checkpoint import export_generator
+    from stackgan.cli import main
+    from stackgan.models.registry import build_generator
+
+    from .conftest import tiny_config
+
+    pytest.importorskip("safetensors")
+    from stackgan.metrics.features import default_network_path
+
+    try:
+        default_network_path()
+    except MetricError as exc:
+        pytest.skip(str(exc))
+    cfg = tiny_config(tiny_shapes)
+    model = tmp_path / "m.safetensors"
+    export_generator(model, build_generator(cfg).state_dict(), cfg)
+    out = tmp_path / "ev"
+    args = ["eval", "--model", str(model), "--data", str(tiny_shapes), "--out", str(out)]
+    res = CliRunner().invoke(main, [*args, "--num-samples", "8"])
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["detector"].startswith("inception-") and metrics["fid8"] > 0

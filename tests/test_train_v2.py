@@ -124,3 +124,14 @@ def test_metrics_during_training_keep_the_best_model(tiny_shapes, tmp_path):
     assert all("metric/consistency_object" in r and "metric/is_best" in r for r in recs)
     assert recs[0]["metric/is_best"] == 1.0  # the first score is the best so far
     assert (tmp_path / "run" / "model-best.safetensors").exists()
+
+
+def test_every_preset_loads():
+    from pathlib import Path
+
+    from stackgan.config import load_config
+
+    presets = sorted(Path("configs").glob("*.yaml"))
+    assert len(presets) >= 8
+    for p in presets:
+        load_config(p)
