@@ -33,7 +33,12 @@ from PIL import Image
 
 from stackgan.metrics.features import MetricError, extract_features
 from stackgan.metrics.fid import fid_from_features
-from stackgan.metrics.inception_score import head_probabilities, inception_score, train_head
+from stackgan.metrics.inception_score import (
+    PAPER_SPLITS,
+    head_probabilities,
+    inception_score,
+    train_head,
+)
 from stackgan.metrics.real import dataset_features
 from stackgan.utils.images import make_grid, to_uint8
 
@@ -138,8 +143,11 @@ def evaluate(
     if train_ds.has_classes and len(np.unique(labels)) > 1:
         head = train_head(train, labels, seed=opts.seed)
         order = np.random.default_rng(opts.seed).permutation(len(fake))  # splits mix captions
-        res["is"], res["is_std"] = inception_score(head_probabilities(head, fake[order]))
-        res["is_real"], _ = inception_score(head_probabilities(head, real))
+        splits = min(PAPER_SPLITS, len(fake), len(real))  # 10 as the paper, fewer for tiny runs
+        probs = head_probabilities(head, fake[order])
+        res["is"], res["is_std"] = inception_score(probs, splits)
+        res["is_real"], _ = inception_score(head_probabilities(head, real), splits)
+        res["is_splits"] = splits
         res["is_num_classes"] = len(np.unique(labels))
     res["diversity"] = _diversity(sampler, emb, net, opts.seed)
     if items is not None:
