@@ -211,3 +211,33 @@ def test_eval_cli_with_the_real_inception_network(tiny_shapes, tmp_path):
     assert res.exit_code == 0, res.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["detector"].startswith("inception-") and metrics["fid8"] > 0
+
+
+def test_report_opens_in_headless_chromium(tiny_shapes, tmp_path):
+    """The report renders offline in Debian's chromium and all its inline images decode."""
+    from stackgan.checkpoint import export_generator
+    from stackgan.metrics.browser import check_report, find_chromium
+    from stackgan.metrics.evaluate import EvalOptions, evaluate
+    from stackgan.models.registry import build_generator
+
+    from .conftest import tiny_config
+
+    if find_chromium() is None:
+        pytest.skip("chromium is not installed (make test installs it where apt-get can)")
+    cfg = tiny_config(tiny_shapes, stage=2)
+    model = tmp_path / "model.safetensors"
+    export_generator(model, build_generator(cfg).state_dict(), cfg)
+    out = tmp_path / "ev"
+    evaluate(
+        EvalOptions(str(tiny_shapes), str(out), str(model), num_samples=12),
+        extractor=_MeanColour(),
+        progress=False,
+    )
+    loaded, total = check_report(out / "report.html", out / "report.png")
+    assert total >= 3 and loaded == total
+    from PIL import Image
+
+    with Image.open(out / "report.png") as shot:
+        assert shot.size[0] == 1280
+        px = np.asarray(shot.convert("RGB"))
+    assert px.std() > 10  # rendered content, not a blank page

@@ -439,6 +439,11 @@ def consistency(
     default="",
     help="JSON-lines file each run is appended to. Default: OUT/../eval-history.jsonl.",
 )
+@click.option(
+    "--screenshot",
+    is_flag=True,
+    help="Also open report.html in headless Chromium: OUT/report.png, and check images load.",
+)
 def eval_cmd(
     model: str | None,
     data_root: str,
@@ -449,6 +454,7 @@ def eval_cmd(
     seed: int,
     device: str,
     history: str,
+    screenshot: bool,
 ) -> None:
     """FID, Inception Score, diversity (and consistency on shapes) -> metrics.json, report.html.
 
@@ -465,6 +471,13 @@ def eval_cmd(
     res = evaluate(opts)
     click.echo(json.dumps(res, indent=2))
     click.echo(f"wrote {Path(out_dir) / 'metrics.json'} and {Path(out_dir) / 'report.html'}")
+    if screenshot:
+        from stackgan.metrics.browser import check_report
+
+        loaded, total = check_report(Path(out_dir) / "report.html", Path(out_dir) / "report.png")
+        click.echo(f"report.png: {loaded} of {total} images decoded in headless Chromium")
+        if loaded != total:
+            raise click.ClickException(f"only {loaded} of {total} report images decoded")
 
 
 # ----------------------------------------------------------------------------------------------

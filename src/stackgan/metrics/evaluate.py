@@ -222,6 +222,14 @@ img {{ image-rendering: pixelated; max-width: 100%; }} figcaption {{ color: #444
 {stages}
 <h2>Samples, one per caption</h2>
 <img alt="sample grid" src="data:image/png;base64,{_png_b64(grid)}">
+<script>
+// Self-check for headless browsers: how many images decoded (see metrics/browser.py).
+window.addEventListener("load", () => {{
+  const imgs = [...document.images];
+  document.body.dataset.imagesTotal = imgs.length;
+  document.body.dataset.imagesLoaded = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
+}});
+</script>
 </body></html>
 """
     tmp = path.with_suffix(".tmp")
