@@ -56,6 +56,15 @@ def main(verbose: bool) -> None:
     _setup_console_logging(verbose)
 
 
+# the --model option of every command that reads an inference export
+model_option = click.option(
+    "--model",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Inference export. Default: the bundled shapes model.",
+)
+
+
 # ----------------------------------------------------------------------------------------------
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False))
@@ -362,12 +371,7 @@ def data_check(root: str, layout: str, max_problems: int) -> None:
 
 # ----------------------------------------------------------------------------------------------
 @main.command()
-@click.option(
-    "--model",
-    default=None,
-    type=click.Path(dir_okay=False),
-    help="Inference export. Default: the bundled shapes model.",
-)
+@model_option
 @click.option(
     "--data",
     "data_root",
@@ -408,12 +412,7 @@ def consistency(
 
 # ----------------------------------------------------------------------------------------------
 @main.command("eval")
-@click.option(
-    "--model",
-    default=None,
-    type=click.Path(dir_okay=False),
-    help="Inference export. Default: the bundled shapes model.",
-)
+@model_option
 @click.option(
     "--data",
     "data_root",
