@@ -172,7 +172,14 @@ def test_eval_writes_metrics_report_and_history(tiny_shapes, tmp_path):
     saved = json.loads((out / "metrics.json").read_text())
     assert saved[fid_key] == res[fid_key]
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") >= 3 and fid_key in page
+    assert page.count("data:image/png;base64,") >= 8 and fid_key in page
+    from PIL import Image
+
+    for name in ("text-interpolation", "z-interpolation", "ca-on", "ca-off", "nearest-neighbours"):
+        assert (out / f"fig-{name}.png").exists(), name
+    with Image.open(out / "fig-nearest-neighbours.png") as im:  # rows of 1 + 5 images of 32 px
+        assert im.size[0] == 6 * 32 + 7 * 2
+    assert res["diversity_ca_off"] >= 0
     evaluate(
         EvalOptions(str(tiny_shapes), str(out), str(model), num_samples=12),
         extractor=_MeanColour(),
@@ -241,3 +248,29 @@ def test_report_opens_in_headless_chromium(tiny_shapes, tmp_path):
         assert shot.size[0] == 1280
         px = np.asarray(shot.convert("RGB"))
     assert px.std() > 10  # rendered content, not a blank page
+
+
+def test_paper_figures_have_the_right_layout_and_endpoints(tiny_shapes):
+    from stackgan.metrics import figures as F
+    from stackgan.models.registry import build_generator
+    from stackgan.sampling import Text2ImageSampler
+
+    from .conftest import tiny_config
+
+    cfg = tiny_config(tiny_shapes)
+    torch.manual_seed(0)
+    sampler = Text2ImageSampler(build_generator(cfg), cfg, encoder=None)
+    emb = torch.randn(3, cfg.text.dim)
+    grid = F.text_interpolation(sampler, emb[0], emb[1], steps=5, rows=2)
+    assert grid.shape == (2 * 16 + 3 * 2, 5 * 16 + 6 * 2, 3)  # 2 rows of 5 tiles of 16 px
+    # the first column is caption a itself (CA mean), the last caption b
+    z = torch.randn(1, cfg.model.z_dim, generator=torch.Generator().manual_seed(0))
+    a = F._run(sampler, z, emb[0:1], torch.zeros(1, cfg.model.cond_dim))[0]
+    b = F._run(sampler, z, emb[1:2], torch.zeros(1, cfg.model.cond_dim))[0]
+    assert np.array_equal(grid[2:18, 2:18], a) and np.array_equal(grid[2:18, -18:-2], b)
+    on, off = F.ca_ablation(sampler, emb, samples=4)
+    assert on.shape == off.shape == (3 * 16 + 4 * 2, 4 * 16 + 5 * 2, 3)
+    assert not np.array_equal(on, off)  # eps matters
+    assert F.z_interpolation(sampler, emb[:2], steps=3).shape == (2 * 16 + 3 * 2, 3 * 16 + 4 * 2, 3)
+    idx = F.nearest_indices(np.eye(3, 4), np.eye(4, 4) * 1.1, k=2)
+    assert idx[:, 0].tolist() == [0, 1, 2]

@@ -40,7 +40,7 @@ from stackgan.metrics.inception_score import (
     train_head,
 )
 from stackgan.metrics.real import dataset_features
-from stackgan.utils.images import make_grid, to_uint8
+from stackgan.utils.images import make_grid, save_png, to_uint8
 
 logger = logging.getLogger(__name__)
 
@@ -150,16 +150,22 @@ def evaluate(
         res["is_splits"] = splits
         res["is_num_classes"] = len(np.unique(labels))
     res["diversity"] = _diversity(sampler, emb, net, opts.seed)
+    res["diversity_ca_off"] = _diversity(sampler, emb, net, opts.seed, ca_noise=False)
     if items is not None:
         from stackgan.metrics.consistency import score
 
         res["consistency"] = score(finals, [a for _, a, _ in items], [c for _, _, c in items])
     res["seconds"] = round(time.time() - t0, 1)
 
-    # 4. write: metrics.json, report.html, one line of history
+    # 4. the paper's figures, as PNGs beside the report
+    figs = _figures(sampler, emb, captions, fake, finals, train, train_ds, size, opts.seed)
+    for name, img in figs.items():
+        save_png(img, out / f"fig-{name}.png")
+
+    # 5. write: metrics.json, report.html, one line of history
     (out / "metrics.json").write_text(json.dumps(res, indent=2) + "\n")
     grid = make_grid(np.stack(finals[:32]), nrow=8)
-    _write_report(out / "report.html", res, captions, stage_rows, grid)
+    _write_report(out / "report.html", res, captions, stage_rows, grid, figs)
     history = Path(opts.history) if opts.history else out.parent / "eval-history.jsonl"
     with open(history, "a") as f:
         f.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **res}) + "\n")
@@ -174,11 +180,53 @@ def _stage_tiles(stages: list[torch.Tensor], size: int) -> list[np.ndarray]:
     return [np.concatenate([c[i] for c in cols], axis=1) for i in range(len(cols[0]))]
 
 
+FIGURE_TITLES = {
+    "text-interpolation": "Text interpolation: caption 1 to caption 2 at fixed z (two z's)",
+    "z-interpolation": "z interpolation at fixed captions",
+    "ca-on": "Conditioning Augmentation on: one caption per row, eps drawn",
+    "ca-off": "Conditioning Augmentation off (eps = 0), same z's",
+    "nearest-neighbours": "Generated (left) and its 5 nearest training images (pool3)",
+}
+FIGURE_CAPTIONS = 4  # rows of the z-interpolation, CA and nearest-neighbour figures
+
+
+def _figures(
+    sampler: Any,
+    emb: torch.Tensor,
+    captions: list[str],
+    fake: np.ndarray,
+    finals: list[np.ndarray],
+    train: np.ndarray,
+    train_ds: Any,
+    size: int,
+    seed: int,
+) -> dict[str, np.ndarray]:
+    from stackgan.metrics import figures as F
+
+    n = min(FIGURE_CAPTIONS, len(emb))
+    figs = {
+        "text-interpolation": F.text_interpolation(sampler, emb[0], emb[1], seed=seed),
+        "z-interpolation": F.z_interpolation(sampler, emb[:n], seed=seed),
+    }
+    figs["ca-on"], figs["ca-off"] = F.ca_ablation(sampler, emb[:n], seed=seed)
+    idx = F.nearest_indices(fake[:n], train)  # (n, k)
+    neighbours = train_ds.images_at(torch.from_numpy(idx.reshape(-1)), [size], augment=False)[0]
+    figs["nearest-neighbours"] = F.neighbour_grid(
+        np.stack(finals[:n]), to_uint8(neighbours).reshape(*idx.shape, size, size, 3)
+    )
+    return figs
+
+
 @torch.no_grad()
-def _diversity(sampler: Any, emb: torch.Tensor, net: torch.nn.Module, seed: int) -> float:
-    """Mean pairwise L2 distance in feature space between samples of the same caption."""
+def _diversity(
+    sampler: Any, emb: torch.Tensor, net: torch.nn.Module, seed: int, ca_noise: bool = True
+) -> float:
+    """Mean pairwise L2 distance in feature space between samples of the same caption
+    (``ca_noise=False``: CA mean only, the ablation)."""
     n = min(DIVERSITY_CAPTIONS, len(emb))
-    imgs = sampler.generate(emb[:n], seed=seed + 10_000, num_images=DIVERSITY_SAMPLES)[-1]
+    imgs = sampler.generate(
+        emb[:n], seed=seed + 10_000, num_images=DIVERSITY_SAMPLES, ca_noise=ca_noise
+    )[-1]
     feats = net(imgs).double().reshape(n, DIVERSITY_SAMPLES, -1)
     d = torch.cdist(feats, feats)  # (n, k, k)
     k = DIVERSITY_SAMPLES
@@ -191,6 +239,7 @@ def _write_report(
     captions: list[str],
     stage_rows: list[np.ndarray],
     grid: np.ndarray,
+    figs: dict[str, np.ndarray],
 ) -> None:
     rows = []
     for key, value in res.items():
@@ -206,6 +255,16 @@ def _write_report(
         f"<figcaption>{html.escape(captions[i])}</figcaption></figure>"
         for i, strip in enumerate(stage_rows)
     )
+    figures = "\n".join(
+        f"<h3>{html.escape(FIGURE_TITLES[name])}</h3>"
+        f'<img alt="{name}" src="data:image/png;base64,{_png_b64(img)}">'
+        for name, img in figs.items()
+    )
+    if len(captions) > 1:
+        figures = (
+            f"<p>Text interpolation from &ldquo;{html.escape(captions[0])}&rdquo; to "
+            f"&ldquo;{html.escape(captions[1])}&rdquo;.</p>\n" + figures
+        )
     title = html.escape(f"stackgan eval: {res['model']}")
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
@@ -222,6 +281,8 @@ img {{ image-rendering: pixelated; max-width: 100%; }} figcaption {{ color: #444
 {stages}
 <h2>Samples, one per caption</h2>
 <img alt="sample grid" src="data:image/png;base64,{_png_b64(grid)}">
+<h2>The paper's figures</h2>
+{figures}
 <script>
 // Self-check for headless browsers: how many images decoded (see metrics/browser.py).
 window.addEventListener("load", () => {{
