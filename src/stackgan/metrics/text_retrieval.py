@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from stackgan.metrics.r_precision import r_precision, retrieval_topk
 from stackgan.metrics.real import dataset_features
+from stackgan.text.trainable import INIT_LOGIT_SCALE, matching_loss
 
 FEATURE_SIZE = 256  # images are read at this size for pool3 (the cache eval and FID share)
 PROJECTION_EPOCHS = 150
@@ -45,20 +45,15 @@ def fit_projection(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     proj = torch.nn.Linear(image_feats.shape[1], text_emb[0].shape[1])
-    scale = torch.nn.Parameter(torch.tensor(np.log(1 / 0.07), dtype=torch.float32))
+    scale = torch.nn.Parameter(torch.tensor(INIT_LOGIT_SCALE))
     opt = torch.optim.Adam([*proj.parameters(), scale], lr=1e-3)
     feats = torch.from_numpy(image_feats).float()
     for _ in range(epochs):
         order = rng.permutation(len(feats))
         for s in range(0, len(order) - 1, 256):
             idx = order[s : s + 256]
-            t = F.normalize(
-                torch.stack([text_emb[i][rng.integers(len(text_emb[i]))] for i in idx]), dim=1
-            )
-            v = F.normalize(proj(feats[idx]), dim=1)
-            logits = scale.clamp(max=np.log(100.0)).exp() * t @ v.T
-            target = torch.arange(len(idx))
-            loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+            text = torch.stack([text_emb[i][rng.integers(len(text_emb[i]))] for i in idx])
+            loss = matching_loss(text, proj(feats[idx]), scale)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -114,6 +114,18 @@ class SentenceEncoder(nn.Module):
         return out
 
 
+def matching_loss(
+    text_emb: torch.Tensor, image_emb: torch.Tensor, logit_scale: torch.Tensor
+) -> torch.Tensor:
+    """Symmetric cross-entropy over cosine similarities: row i of each side matches row i of
+    the other (each caption picks its image among the batch's, and each image its caption)."""
+    t = F.normalize(text_emb, dim=1)
+    v = F.normalize(image_emb, dim=1)
+    logits = logit_scale.clamp(max=MAX_LOGIT_SCALE).exp() * t @ v.T  # (B, B)
+    target = torch.arange(len(t), device=t.device)
+    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+
+
 class TextImageMatcher(nn.Module):
     """The sentence encoder, the image projection and the temperature, trained together."""
 
@@ -124,12 +136,7 @@ class TextImageMatcher(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(INIT_LOGIT_SCALE))
 
     def loss(self, text_emb: torch.Tensor, image_feats: torch.Tensor) -> torch.Tensor:
-        """Symmetric cross-entropy: row i of each side matches row i of the other."""
-        t = F.normalize(text_emb, dim=1)
-        v = F.normalize(self.image(image_feats), dim=1)
-        logits = self.logit_scale.clamp(max=MAX_LOGIT_SCALE).exp() * t @ v.T  # (B, B)
-        target = torch.arange(len(t), device=t.device)
-        return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+        return matching_loss(text_emb, self.image(image_feats), self.logit_scale)
 
 
 class TrainedTextEncoder:
