@@ -108,7 +108,7 @@ def test_gan_trains_with_a_trained_encoder_and_checks_its_dimension(tiny_shapes,
 
 
 def test_text_encoder_evaluation_on_shapes(tiny_shapes, tmp_path):
-    from stackgan.metrics.text_retrieval import evaluate_text_encoder, per_image_captions
+    from stackgan.metrics.text_retrieval import evaluate_text_encoder
 
     from .test_metrics import _MeanColour
 
@@ -119,7 +119,7 @@ def test_text_encoder_evaluation_on_shapes(tiny_shapes, tmp_path):
 
     feats, ds = dataset_features(tiny_shapes, "train", 256, net, progress=False)
     matcher, _ = train_matcher(
-        per_image_captions(ds), feats, text=SentenceEncoder(1000, 8, 8, 8), epochs=2, progress=False
+        ds.image_captions(), feats, text=SentenceEncoder(1000, 8, 8, 8), epochs=2, progress=False
     )
     save_matcher(tmp_path / "e.safetensors", matcher, {})
     res = evaluate_text_encoder(tiny_shapes, str(tmp_path / "e.safetensors"), net, progress=False)

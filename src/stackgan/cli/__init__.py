@@ -205,7 +205,7 @@ def sample(
     import numpy as np
 
     from stackgan.sampling import Text2ImageSampler
-    from stackgan.utils.images import make_grid, save_png
+    from stackgan.utils.images import save_png
 
     captions = list(caption)
     if captions_file is not None:
@@ -225,18 +225,25 @@ def sample(
     else:
         sampler.check_inputs(captions, num_images)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     result = sampler(captions or None, seed=seed, num_images=num_images)
-    arrays = [np.asarray(im) for im in result.images]
-    for i, a in enumerate(arrays):
-        save_png(a, out / f"{i:04d}.png")
-    save_png(make_grid(np.stack(arrays), nrow=min(8, len(arrays))), out / "grid.png")
+    arrays = np.stack([np.asarray(im) for im in result.images])
+    _write_samples(arrays, out, sampler.resolution)
     if save_stages:
         for s, imgs in enumerate(result.stage_images, start=1):
             (out / f"stage{s}").mkdir(exist_ok=True)
             for i, im in enumerate(imgs):
                 save_png(np.asarray(im), out / f"stage{s}" / f"{i:04d}.png")
-    click.echo(f"wrote {len(arrays)} images ({sampler.resolution}px) and grid.png to {out}")
+
+
+def _write_samples(images: Any, out: Path, resolution: int) -> None:
+    """The `sample` contract: OUT/0000.png, 0001.png, ... and OUT/grid.png."""
+    from stackgan.utils.images import make_grid, save_png
+
+    out.mkdir(parents=True, exist_ok=True)
+    for i, a in enumerate(images):
+        save_png(a, out / f"{i:04d}.png")
+    save_png(make_grid(images, nrow=min(8, len(images))), out / "grid.png")
+    click.echo(f"wrote {len(images)} images ({resolution}px) and grid.png to {out}")
 
 
 def _sample_embeddings(sampler: Any, path: Path, out: Path, seed: int, num_images: int) -> None:
@@ -245,7 +252,7 @@ def _sample_embeddings(sampler: Any, path: Path, out: Path, seed: int, num_image
     import torch
 
     from stackgan.text.torch7 import load_t7_embeddings
-    from stackgan.utils.images import make_grid, save_png, to_uint8
+    from stackgan.utils.images import to_uint8
 
     if not path.is_file():
         raise click.ClickException(f"embeddings file not found: {path}")
@@ -263,13 +270,9 @@ def _sample_embeddings(sampler: Any, path: Path, out: Path, seed: int, num_image
         )
     emb = torch.from_numpy(arr).to(sampler.device)
     images = to_uint8(sampler.generate(emb, seed=seed, num_images=num_images)[-1])
-    out.mkdir(parents=True, exist_ok=True)
-    for i, a in enumerate(images):
-        save_png(a, out / f"{i:04d}.png")
-    save_png(make_grid(images, nrow=min(8, len(images))), out / "grid.png")
     for i, text in enumerate(sentences):
         click.echo(f"{i:04d}: {text}")
-    click.echo(f"wrote {len(images)} images ({sampler.resolution}px) and grid.png to {out}")
+    _write_samples(images, out, sampler.resolution)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -516,14 +519,14 @@ def text_encoder_train(
         raise click.UsageError("--out must end in .safetensors")
     from stackgan.metrics.features import InceptionFeatures
     from stackgan.metrics.real import dataset_features
-    from stackgan.metrics.text_retrieval import FEATURE_SIZE, per_image_captions
+    from stackgan.metrics.text_retrieval import FEATURE_SIZE
     from stackgan.text.trainable import save_matcher, train_matcher
 
     feats, ds = dataset_features(
         data_root, "train", FEATURE_SIZE, InceptionFeatures(device=device), max_images=max_train
     )
     matcher, losses = train_matcher(
-        per_image_captions(ds), feats, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed
+        ds.image_captions(), feats, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed
     )
     info = {"data": str(data_root), "num_images": len(ds), "epochs": epochs, "losses": losses}
     save_matcher(out, matcher, info)

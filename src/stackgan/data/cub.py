@@ -15,7 +15,6 @@ reads a memory map instead of decoding JPEGs every epoch. Random crop and flip h
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import pickle
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-logger = logging.getLogger(__name__)
+from stackgan.utils.cache import cached_array
 
 LOAD_RATIO = 76 / 64  # reference code: load at 76 for 64, 304 for 256, then random crop
 BBOX_SCALE = 0.75  # reference code: crop half-side = 0.75 * max(bbox w, bbox h)
@@ -118,25 +117,17 @@ def cached_images(
     """(N, L, L, 3) uint8 images, from ``cache_path`` when it holds them, else loaded (bbox crop,
     resize, centre crop) and saved there atomically (a crash never leaves a half-written cache).
     """
-    if cache_path.exists():
-        try:
-            arr = np.load(cache_path, mmap_mode="r")
-            if arr.shape == (len(keys), load_size, load_size, 3):
-                return np.array(arr)  # into memory: batches index it at random
-        except (ValueError, OSError):
-            pass
-        logger.warning("image cache %s is unreadable; rebuilding it", cache_path)
     from tqdm import tqdm
 
-    boxes = boxes or {}
-    arr = np.empty((len(paths), load_size, load_size, 3), dtype=np.uint8)
-    for i, (k, p) in enumerate(tqdm(list(zip(keys, paths)), desc=desc, disable=not progress)):
-        arr[i] = load_image(p, load_size, boxes.get(k))
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_path.with_suffix(f".tmp{os.getpid()}.npy")
-    np.save(tmp, arr)
-    os.replace(tmp, cache_path)
-    return arr
+    def build() -> np.ndarray:
+        arr = np.empty((len(paths), load_size, load_size, 3), dtype=np.uint8)
+        items = list(zip(keys, paths))
+        for i, (k, p) in enumerate(tqdm(items, desc=desc, disable=not progress)):
+            arr[i] = load_image(p, load_size, (boxes or {}).get(k))
+        return arr
+
+    shape = (len(keys), load_size, load_size, 3)
+    return cached_array(cache_path, lambda s: s == shape, build)
 
 
 def augment_pyramid(
@@ -270,6 +261,13 @@ class TextImageDataset:
     @property
     def num_captions(self) -> int:
         return len(self.captions)
+
+    def image_captions(self) -> list[list[str]]:
+        """Every image's captions, in image order."""
+        return [
+            self.captions[start : start + count]
+            for start, count in zip(self.caption_offsets.tolist(), self.caption_counts.tolist())
+        ]
 
     def random_captions(
         self, idx: torch.Tensor, gen: torch.Generator | None = None

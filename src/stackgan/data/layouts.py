@@ -163,11 +163,11 @@ def _cub(root: Path, split: str, max_images: int, problem: _Problems) -> Index:
     by_key = {os.path.splitext(rel)[0]: rel for _, rel in listed}
     paths, captions, keep = [], [], []
     for k in keys:
-        path = base / by_key[k] if k in by_key else base / f"{k}.jpg"
-        if k not in by_key:
-            path = next(
-                (base / f"{k}{ext}" for ext in IMAGE_EXTS if (base / f"{k}{ext}").exists()), path
-            )
+        if k in by_key:
+            path = base / by_key[k]
+        else:  # no images.txt entry: the first extension that exists (reported as .jpg if none)
+            found = (base / f"{k}{ext}" for ext in IMAGE_EXTS if (base / f"{k}{ext}").exists())
+            path = next(found, base / f"{k}.jpg")
         ok = path.exists()
         if not ok:
             problem(f"missing image: {path}")

@@ -74,10 +74,7 @@ def _captions(opts: EvalOptions, ds: Any) -> tuple[list[str], list[Any] | None]:
         items = test_captions(root, opts.split, opts.num_samples, opts.seed)
         return [c for c, _, _ in items], items
     rng = random.Random(opts.seed)
-    caps = []
-    for i in range(len(ds)):
-        start, count = int(ds.caption_offsets[i]), int(ds.caption_counts[i])
-        caps.append(ds.captions[start + rng.randrange(count)])
+    caps = [rng.choice(c) for c in ds.image_captions()]
     return caps[: opts.num_samples or None], None
 
 

@@ -8,8 +8,6 @@ reused across any of those.
 from __future__ import annotations
 
 import hashlib
-import logging
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,8 +16,7 @@ import torch
 
 from stackgan.data.cub import TextImageDataset
 from stackgan.metrics.features import extract_features
-
-logger = logging.getLogger(__name__)
+from stackgan.utils.cache import cached_array
 
 FEATURE_BATCH = 50
 CACHE_VERSION = 1
@@ -64,19 +61,11 @@ def dataset_features(
         repr((CACHE_VERSION, name, str(ds.root.resolve()), split, size, ds.keys)).encode()
     ).hexdigest()[:12]
     path = ds.cache_dir / f"features-{name}-{split}-{size}px-{sig}.npy"
-    if path.exists():
-        try:
-            feats = np.load(path)
-            if feats.shape[0] == len(ds):
-                return feats, ds
-        except (ValueError, OSError):
-            pass
-        logger.warning("feature cache %s is unreadable; recomputing", path)
-    feats = extract_features(
-        extractor, image_batches(ds, size), len(ds), progress, f"inception {split} {size}px"
+    feats = cached_array(
+        path,
+        lambda shape: shape[0] == len(ds),
+        lambda: extract_features(
+            extractor, image_batches(ds, size), len(ds), progress, f"inception {split} {size}px"
+        ),
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
-    np.save(tmp, feats)
-    os.replace(tmp, path)  # atomic: never a half-written cache
     return feats, ds

@@ -26,14 +26,6 @@ FEATURE_SIZE = 256  # images are read at this size for pool3 (the cache eval and
 PROJECTION_EPOCHS = 150
 
 
-def per_image_captions(ds: Any) -> list[list[str]]:
-    out = []
-    for i in range(len(ds)):
-        start, count = int(ds.caption_offsets[i]), int(ds.caption_counts[i])
-        out.append(ds.captions[start : start + count])
-    return out
-
-
 def fit_projection(
     text_emb: list[torch.Tensor],
     image_feats: np.ndarray,
@@ -82,7 +74,7 @@ def evaluate_text_encoder(
         data_root, "test", FEATURE_SIZE, extractor, progress=progress
     )
     rng = random.Random(seed)
-    test_caps = [rng.choice(c) for c in per_image_captions(test_ds)]
+    test_caps = [rng.choice(c) for c in test_ds.image_captions()]
 
     if is_encoder_file(encoder):
         enc = TrainedTextEncoder(encoder, device=device)
@@ -101,7 +93,7 @@ def evaluate_text_encoder(
             encode = encode_random
         else:
             encode = build_encoder(encoder, device=device).encode
-        train_caps = per_image_captions(train_ds)
+        train_caps = train_ds.image_captions()
         flat = encode([c for caps in train_caps for c in caps])
         counts = [len(c) for c in train_caps]
         proj = fit_projection(list(flat.split(counts)), train_feats, seed=seed)

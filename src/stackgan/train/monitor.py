@@ -36,6 +36,7 @@ class MetricMonitor:
         self._encoder: Any = None
         self._net: Any = None
         self._real: np.ndarray | None = None
+        self._captions: list[str] = []  # FID captions, drawn once with the real features
 
     @property
     def active(self) -> bool:
@@ -84,10 +85,8 @@ class MetricMonitor:
                 self.cfg.data.root, "test", sampler.resolution, self._net, progress=False
             )
             rng = np.random.default_rng(0)
-            self._captions = [
-                test_ds.captions[int(test_ds.caption_offsets[i])]
-                for i in rng.permutation(len(test_ds))[:n]
-            ]
+            firsts = [caps[0] for caps in test_ds.image_captions()]
+            self._captions = [firsts[i] for i in rng.permutation(len(test_ds))[:n]]
         emb = sampler.encode_text(self._captions)
         batches = (sampler.generate(emb[s : s + 50], seed=s)[-1] for s in range(0, len(emb), 50))
         fake = extract_features(self._net, batches, len(emb), progress=False)
