@@ -127,3 +127,33 @@ def test_birds_cub50(tmp_path):
     assert np.array_equal(ds.images[0].numpy(), load_image(path, 76, boxes[ds.keys[0]]))
     # a real pickle written by Python 2: keys look like "<class>/<name>"
     assert "/" in ds.keys[0]
+
+
+def test_hard_wrong_captions_pick_the_most_similar_other_class_caption(tiny_shapes, tmp_path):
+    ds = TextImageDataset(
+        tiny_shapes,
+        "train",
+        16,
+        random_crop=False,
+        random_flip=False,
+        cache_dir=tmp_path,
+        progress=False,
+    )
+    emb = torch.randn(ds.num_captions, 12, generator=torch.Generator().manual_seed(0))
+    idx = torch.arange(6)
+    caps = ds.random_captions(idx, torch.Generator().manual_seed(1))
+    k = 5
+    hard = ds.hard_wrong_captions(idx, caps, emb, k, torch.Generator().manual_seed(2))
+    # the same draws, redone by hand: K mismatched captions per image, the most cosine-similar
+    gen = torch.Generator().manual_seed(2)
+    cand = ds.random_captions(ds.mismatched(idx.repeat_interleave(k), gen), gen).view(6, k)
+    sims = torch.nn.functional.cosine_similarity(emb[caps][:, None], emb[cand], dim=-1)
+    assert torch.equal(hard, cand[torch.arange(6), sims.argmax(1)])
+    for i, wi in zip(idx, hard):
+        owner = int(torch.searchsorted(ds.caption_offsets, wi, right=True)) - 1
+        assert ds.class_ids[owner] != ds.class_ids[i]
+    # more candidates never give a less similar negative than one random draw on average
+    one = ds.hard_wrong_captions(idx, caps, emb, 1, torch.Generator().manual_seed(2))
+    sim = lambda w: torch.nn.functional.cosine_similarity(emb[caps], emb[w], dim=-1)  # noqa: E731
+    many = ds.hard_wrong_captions(idx, caps, emb, 32, torch.Generator().manual_seed(2))
+    assert sim(many).mean() > sim(one).mean()

@@ -29,6 +29,14 @@ def test_judge_on_real_renders():
     imgs = [shapes.render(a, 256) for a in attrs]
     res = score(imgs, attrs, [False] * 40)
     assert res["object_color_acc"] == 1.0 and res["background_acc"] == 1.0
+    by_size = res["object_color_acc_by_size"]
+    assert set(by_size) <= {"small", "medium", "large"} and all(v == 1.0 for v in by_size.values())
+    # a blank canvas of the right background fails the object question at every size
+    palette = shapes.BACKGROUND_PALETTE
+    blanks = [np.full_like(im, palette[a.background]) for im, a in zip(imgs, attrs)]
+    res = score(blanks, attrs, [False] * 40)
+    assert res["object_color_acc"] == 0.0 and res["background_acc"] == 1.0
+    assert all(v == 0.0 for v in res["object_color_acc_by_size"].values())
     noise = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(5)]
     assert sum(judge_image(n).background == "gray" for n in noise) >= 4  # noise averages grey
     blank = np.full((64, 64, 3), shapes.BACKGROUND_PALETTE["sand"], dtype=np.uint8)

@@ -42,6 +42,15 @@ def test_stage1_one_iteration_smoke(tiny_shapes, tmp_path):
     assert _gen_output(state, cfg).shape == (2, 3, 16, 16)
 
 
+def test_hard_negatives_train(tiny_shapes, tmp_path):
+    cfg = tiny_config(tiny_shapes, **{"loss.wrong_candidates": 4, "train.total_iters": 2})
+    train(cfg, tmp_path / "run")
+    rec = json.loads((tmp_path / "run" / "stats.jsonl").read_text().splitlines()[-1])
+    assert rec["step"] == 2 and rec["d_wrong"] > 0
+    with pytest.raises(ConfigError, match="wrong_candidates"):
+        tiny_config(tiny_shapes, **{"loss.wrong_candidates": 0})
+
+
 def test_stage2_one_iteration_smoke(tiny_shapes, tmp_path):
     s1 = train(tiny_config(tiny_shapes), tmp_path / "s1")
     cfg = tiny_config(tiny_shapes, stage=2, **{"model.stage1_checkpoint": str(s1)})

@@ -129,6 +129,15 @@ class LossConfig:
     # StackGAN++ colour consistency lambda_1 between consecutive branches (covariance: 5x).
     # None = the paper's release: on (50) for unconditional training, off for text-conditioned.
     color_weight: float | None = None
+    # Mismatched captions for D: 1 = the paper's, one random caption of another class; K > 1 =
+    # the most text-similar of K such captions (hard negatives), so D must check every attribute
+    # the text names and not the easiest one (on `shapes`, random negatives let D match the
+    # background alone and ignore the object's colour).
+    wrong_candidates: int = 1
+
+    def __post_init__(self) -> None:
+        if self.wrong_candidates < 1:
+            raise ConfigError("loss.wrong_candidates must be at least 1")
 
     def effective_color_weight(self, conditional: bool) -> float:
         if self.color_weight is not None:

@@ -289,6 +289,34 @@ class TextImageDataset:
             other[bad] = torch.randint(0, n, (int(bad.sum()),), generator=gen)
         return other
 
+    def hard_wrong_captions(
+        self,
+        idx: torch.Tensor,
+        caption_idx: torch.Tensor,
+        emb: torch.Tensor,
+        candidates: int,
+        gen: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Hard mismatched captions: for each image, draw ``candidates`` captions of other
+        images (other classes, as :meth:`mismatched`) and keep the one whose embedding is most
+        cosine-similar to the image's own caption ``caption_idx``.
+
+        Args:
+            idx: (B,) image indices; caption_idx: (B,) their captions.
+            emb: (num_captions, D) caption embeddings (any device).
+
+        Returns:
+            (B,) caption indices.
+        """
+        b = len(idx)
+        cand = self.random_captions(self.mismatched(idx.repeat_interleave(candidates), gen), gen)
+        cand = cand.view(b, candidates)  # (B, K)
+        dev = emb.device
+        e_right = F.normalize(emb[caption_idx.to(dev)].float(), dim=-1)  # (B, D)
+        e_cand = F.normalize(emb[cand.to(dev)].float(), dim=-1)  # (B, K, D)
+        best = torch.einsum("bd,bkd->bk", e_right, e_cand).argmax(dim=1).cpu()  # (B,)
+        return cand[torch.arange(b), best]
+
     def images_at(
         self,
         idx: torch.Tensor,

@@ -110,6 +110,7 @@ def score(
     def frac(v: np.ndarray) -> float | None:
         return float(v.mean()) if len(v) else None
 
+    sizes = np.array([a.size for a in attrs])
     return {
         "num_images": len(images),
         "object_color_acc": frac(obj),
@@ -117,6 +118,10 @@ def score(
         "num_compositional": int(comp.sum()),
         "compositional_object_color_acc": frac(obj[comp]),
         "compositional_background_acc": frac(bg[comp]),
+        # where it fails: small objects are the hard part of the object-colour question
+        "object_color_acc_by_size": {
+            size: frac(obj[sizes == size]) for size in shapes.SIZES if (sizes == size).any()
+        },
     }
 
 

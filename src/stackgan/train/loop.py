@@ -292,8 +292,14 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
             if emb is not None:
                 assert batch.caption_idx is not None and batch.wrong_caption_idx is not None
                 text = emb[batch.caption_idx.to(device)]
-                # Mismatched captions come from images of another class (see TextImageDataset).
-                wrong = emb[batch.wrong_caption_idx.to(device)]
+                # Mismatched captions come from images of another class (see TextImageDataset),
+                # optionally the most text-similar of several (loss.wrong_candidates).
+                wrong_idx = batch.wrong_caption_idx
+                if cfg.loss.wrong_candidates > 1 and isinstance(ds, TextImageDataset):
+                    wrong_idx = ds.hard_wrong_captions(
+                        idx, batch.caption_idx, emb, cfg.loss.wrong_candidates, gen
+                    )
+                wrong = emb[wrong_idx.to(device)]
             z = torch.randn(len(idx), cfg.model.z_dim, device=device)
 
             with autocast():

@@ -65,6 +65,8 @@ class MetricMonitor:
             res = evaluate_sampler(sampler, self.cfg.data.root, num=n, progress=False)
             out["consistency_object"] = float(res["object_color_acc"])
             out["consistency_background"] = float(res["background_acc"])
+            for size, acc in res["object_color_acc_by_size"].items():
+                out[f"consistency_object_{size}"] = float(acc)
             score = (out["consistency_object"] + out["consistency_background"]) / 2
         if self.cfg.train.metric_fid:
             out[f"fid{n}"] = self._fid(sampler, n)
