@@ -169,6 +169,11 @@ def test_eval_writes_metrics_report_and_history(tiny_shapes, tmp_path):
     assert res[fid_key] > 0 and res["diversity"] >= 0
     assert res["is"] >= 1.0 and 1.0 <= res["is_real"] <= res["is_num_classes"]
     assert set(res["consistency"]) >= {"object_color_acc", "background_acc"}
+    attrs = res["attributes"]  # the learned per-attribute judge, with its real-image scale
+    for key in ("generated", "real_test"):
+        assert set(attrs[key]) == {"color", "background", "shape", "size", "position", "pattern"}
+        assert all(0 <= v <= 1 for v in attrs[key].values())
+    assert "r_precision" not in res  # no trained text-image model given
     saved = json.loads((out / "metrics.json").read_text())
     assert saved[fid_key] == res[fid_key]
     page = (out / "report.html").read_text()
@@ -274,3 +279,65 @@ def test_paper_figures_have_the_right_layout_and_endpoints(tiny_shapes):
     assert F.z_interpolation(sampler, emb[:2], steps=3).shape == (2 * 16 + 3 * 2, 3 * 16 + 4 * 2, 3)
     idx = F.nearest_indices(np.eye(3, 4), np.eye(4, 4) * 1.1, k=2)
     assert idx[:, 0].tolist() == [0, 1, 2]
+
+
+def test_eval_r_precision_and_a_user_is_classifier(tiny_shapes, tmp_path):
+    """--matcher gives AttnGAN R-precision of the generated images (real images beside it);
+    --is-classifier replaces the pool3 head by the user's TorchScript classifier."""
+    from stackgan.checkpoint import export_generator
+    from stackgan.metrics.evaluate import EvalOptions, evaluate
+    from stackgan.models.registry import build_generator
+    from stackgan.text.trainable import SentenceEncoder, TextImageMatcher, save_matcher
+
+    from .conftest import tiny_config
+
+    cfg = tiny_config(tiny_shapes)
+    model = tmp_path / "model.safetensors"
+    export_generator(model, build_generator(cfg).state_dict(), cfg)
+    matcher = tmp_path / "matcher.safetensors"  # untrained, 6-d image side for _MeanColour
+    save_matcher(matcher, TextImageMatcher(SentenceEncoder(1000, 8, 8, 16), 6), {})
+
+    class Uniform(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.zeros(x.shape[0], 7)
+
+    clf = tmp_path / "clf.pt"
+    torch.jit.script(Uniform()).save(str(clf))
+    opts = EvalOptions(
+        str(tiny_shapes),
+        str(tmp_path / "ev"),
+        str(model),
+        num_samples=12,
+        matcher=str(matcher),
+        is_classifier=str(clf),
+    )
+    res = evaluate(opts, extractor=_MeanColour(), progress=False)
+    assert 0 <= res["r_precision"] <= 1 and 0 <= res["r_precision_real"] <= 1
+    assert res["r_precision_model"] == str(matcher)
+    assert res["is"] == pytest.approx(1.0) and res["is_num_classes"] == 7  # uniform -> IS 1
+    assert "is_real" not in res
+    missing = EvalOptions(
+        str(tiny_shapes), str(tmp_path / "ev2"), str(model), is_classifier=str(tmp_path / "no.pt")
+    )
+    with pytest.raises(MetricError, match=r"no\.pt"):
+        evaluate(missing, extractor=_MeanColour(), progress=False)
+
+
+def test_attribute_classifier_learns_real_renders_and_is_cached(tiny_shapes):
+    import random
+
+    from stackgan.data import shapes
+    from stackgan.metrics import attributes as A
+
+    rng = random.Random(0)
+    attrs = [shapes.sample_attributes(rng) for _ in range(96)]
+    imgs = torch.from_numpy(np.stack([shapes.render(a, 128) for a in attrs]))
+    x = imgs.permute(0, 3, 1, 2).float() / 127.5 - 1
+    net = A.train_classifier(x, attrs, epochs=20, batch=16, progress=False)
+    acc = A.accuracy(A.predict(net, imgs), attrs)  # on its training images: fits the easy ones
+    assert acc["background"] > 0.9 and acc["color"] > 0.5, acc
+    # per dataset: trained once, then read from the cache beside the data
+    first = A.dataset_classifier(tiny_shapes, progress=False)[1]
+    assert first == A.dataset_classifier(tiny_shapes, progress=False)[1]
+    with pytest.raises(MetricError, match=r"attributes\.jsonl"):
+        A.dataset_classifier(tiny_shapes / "text", progress=False)

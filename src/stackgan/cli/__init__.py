@@ -446,6 +446,20 @@ def consistency(
     is_flag=True,
     help="Also open report.html in headless Chromium: OUT/report.png, and check images load.",
 )
+@click.option(
+    "--matcher",
+    default="",
+    type=click.Path(dir_okay=False),
+    help="Trained text-image model (stackgan text-encoder train) for R-precision. Default: the "
+    "generator's own text encoder when it is one.",
+)
+@click.option(
+    "--is-classifier",
+    default="",
+    type=click.Path(dir_okay=False),
+    help="TorchScript classifier ((N,3,299,299) in [-1,1] -> logits) for the Inception Score, "
+    "instead of the dataset's pool3 head.",
+)
 def eval_cmd(
     model: str | None,
     data_root: str,
@@ -457,8 +471,11 @@ def eval_cmd(
     device: str,
     history: str,
     screenshot: bool,
+    matcher: str,
+    is_classifier: str,
 ) -> None:
-    """FID, Inception Score, diversity (and consistency on shapes) -> metrics.json, report.html.
+    """FID, Inception Score, diversity, R-precision (with a trained text-image model) and, on
+    shapes, per-attribute consistency -> metrics.json, report.html.
 
     \b
     Examples:
@@ -468,7 +485,17 @@ def eval_cmd(
     from stackgan.metrics.evaluate import EvalOptions, evaluate
 
     opts = EvalOptions(
-        data_root, out_dir, model, split, num_samples, max_train, seed, device, history
+        data_root,
+        out_dir,
+        model,
+        split,
+        num_samples,
+        max_train,
+        seed,
+        device,
+        history,
+        matcher=matcher,
+        is_classifier=is_classifier,
     )
     res = evaluate(opts)
     click.echo(json.dumps(res, indent=2))

@@ -6,9 +6,11 @@ model's highest resolution. Then:
 
 - FID against the real test images at that resolution (Inception pool3, real features cached);
 - Inception Score under the dataset's pool3 head (trained on the real training images, the
-  analogue of the authors' Inception fine-tuned on CUB), 10 splits;
+  analogue of the authors' Inception fine-tuned on CUB), or a user's classifier, 10 splits;
 - diversity: mean pairwise distance, in pool3 space, between samples of the same caption;
-- on ``shapes``, text-image consistency (object colour and background) by palette statistics.
+- R-precision (AttnGAN) under a trained text-image model, real test images beside it;
+- on ``shapes``, text-image consistency: object colour and background by palette statistics,
+  and all six attributes by a classifier trained on the real renders (``metrics/attributes``).
 
 ``metrics.json`` and ``report.html`` (images inline, readable offline) go to the output folder,
 and one JSON line per run is appended to a history file so runs can be compared.
@@ -63,6 +65,12 @@ class EvalOptions:
     seed: int = 0
     device: str = "cpu"
     history: str = ""  # "" : <out_dir>/../eval-history.jsonl
+    # a trained text-image model (`stackgan text-encoder train`) for R-precision; "" : the
+    # generator's own text encoder when it is one, else no R-precision
+    matcher: str = ""
+    # a TorchScript classifier, (N, 3, 299, 299) in [-1, 1] -> (N, C) logits, for the Inception
+    # Score in place of the dataset's pool3 head
+    is_classifier: str = ""
 
 
 def _captions(opts: EvalOptions, ds: Any) -> tuple[list[str], list[Any] | None]:
@@ -98,6 +106,7 @@ def evaluate(
     if not sampler.conditional:
         raise MetricError("stackgan eval needs a text-conditioned model")
     net = extractor if extractor is not None else InceptionFeatures(device=opts.device)
+    classifier = UserClassifier(opts.is_classifier, opts.device) if opts.is_classifier else None
     size = sampler.resolution
 
     # 1. real features (cached beside the dataset) and the captions to generate from
@@ -136,22 +145,34 @@ def evaluate(
         "seed": opts.seed,
     }
     res[f"fid{len(captions)}"] = fid_from_features(real, fake)
+    order = np.random.default_rng(opts.seed).permutation(len(fake))  # IS splits mix captions
+    splits = min(PAPER_SPLITS, len(fake), len(real))  # 10 as the paper, fewer for tiny runs
     labels = train_ds.class_ids.numpy()
-    if train_ds.has_classes and len(np.unique(labels)) > 1:
+    if classifier is not None:
+        probs = classifier.probabilities(np.stack(finals)[order])
+        res["is"], res["is_std"] = inception_score(probs, splits)
+        res["is_classifier"] = str(opts.is_classifier)
+        res["is_num_classes"] = int(probs.shape[1])
+        res["is_splits"] = splits
+    elif train_ds.has_classes and len(np.unique(labels)) > 1:
         head = train_head(train, labels, seed=opts.seed)
-        order = np.random.default_rng(opts.seed).permutation(len(fake))  # splits mix captions
-        splits = min(PAPER_SPLITS, len(fake), len(real))  # 10 as the paper, fewer for tiny runs
         probs = head_probabilities(head, fake[order])
         res["is"], res["is_std"] = inception_score(probs, splits)
         res["is_real"], _ = inception_score(head_probabilities(head, real), splits)
         res["is_splits"] = splits
         res["is_num_classes"] = len(np.unique(labels))
+    matcher_path = opts.matcher or _own_matcher(sampler)
+    if matcher_path:
+        res.update(_r_precision(matcher_path, captions, fake, real, test_ds, opts.seed))
     res["diversity"] = _diversity(sampler, emb, net, opts.seed)
     res["diversity_ca_off"] = _diversity(sampler, emb, net, opts.seed, ca_noise=False)
     if items is not None:
+        from stackgan.metrics.attributes import attribute_consistency
         from stackgan.metrics.consistency import score
 
-        res["consistency"] = score(finals, [a for _, a, _ in items], [c for _, _, c in items])
+        attrs, comp = [a for _, a, _ in items], [c for _, _, c in items]
+        res["consistency"] = score(finals, attrs, comp)
+        res["attributes"] = attribute_consistency(finals, attrs, comp, opts.data_root, progress)
     res["seconds"] = round(time.time() - t0, 1)
 
     # 4. the paper's figures, as PNGs beside the report
@@ -167,6 +188,72 @@ def evaluate(
     with open(history, "a") as f:
         f.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **res}) + "\n")
     return res
+
+
+class UserClassifier:
+    """A user's TorchScript image classifier for the Inception Score: (N, 3, 299, 299) floats in
+    [-1, 1] (bilinear resize, as the IS Inception) -> (N, C) logits."""
+
+    def __init__(self, path: str | Path, device: str = "cpu") -> None:
+        self.path, self.device = Path(path), device
+        if not self.path.is_file():
+            raise MetricError(f"IS classifier {self.path} does not exist")
+        try:
+            self.net = torch.jit.load(str(self.path), map_location=device).eval()
+        except (RuntimeError, ValueError) as exc:
+            raise MetricError(f"cannot load the IS classifier {self.path}: {exc}") from exc
+
+    @torch.no_grad()
+    def probabilities(self, images: np.ndarray, batch: int = GEN_BATCH) -> np.ndarray:
+        """(N, H, W, 3) uint8 -> (N, C) softmax probabilities."""
+        from stackgan.metrics.features import INCEPTION_SIZE
+
+        out = []
+        for s in range(0, len(images), batch):
+            x = torch.from_numpy(images[s : s + batch]).permute(0, 3, 1, 2).float() / 127.5 - 1
+            x = torch.nn.functional.interpolate(
+                x, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear", align_corners=False
+            )
+            logits = self.net(x.to(self.device))
+            if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+                raise MetricError(f"{self.path} must return (N, C) logits")
+            out.append(torch.softmax(logits.double(), dim=1).cpu().numpy())
+        return np.concatenate(out)
+
+
+def _own_matcher(sampler: Any) -> str:
+    """The generator's text encoder when it is a trained text-image model (it has an image side
+    for R-precision), else ""."""
+    from stackgan.text.encoders import is_encoder_file
+
+    name = str(sampler.cfg.text.encoder)
+    return name if is_encoder_file(name) and Path(name).is_file() else ""
+
+
+def _r_precision(
+    matcher_path: str,
+    captions: list[str],
+    fake: np.ndarray,
+    real: np.ndarray,
+    test_ds: Any,
+    seed: int,
+) -> dict[str, Any]:
+    """AttnGAN's R-precision of the generated images (each against its caption and 99 others),
+    with real test images and their first captions under the same model for scale."""
+    from stackgan.metrics.r_precision import r_precision
+    from stackgan.text.trainable import TrainedTextEncoder
+
+    enc = TrainedTextEncoder(matcher_path)
+    out: dict[str, Any] = {"r_precision_model": matcher_path}
+    txt = enc.encode(captions).double().numpy()
+    out["r_precision"], out["r_precision_std"] = r_precision(
+        enc.encode_images(fake).double().numpy(), txt, seed=seed
+    )
+    firsts = [caps[0] for caps in test_ds.image_captions()]
+    out["r_precision_real"], _ = r_precision(
+        enc.encode_images(real).double().numpy(), enc.encode(firsts).double().numpy(), seed=seed
+    )
+    return out
 
 
 def _stage_tiles(stages: list[torch.Tensor], size: int) -> list[np.ndarray]:
