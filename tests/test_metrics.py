@@ -83,6 +83,41 @@ def test_real_inception_network_gives_pool3_features():
     assert torch.allclose(f, g, atol=1e-3)
 
 
+def test_fid_inception_in_pytorch_is_the_torchscript_network(tmp_path):
+    """The plain-PyTorch FID Inception (pytorch-fid's names), given default_1.pt's weights,
+    computes the same pool3 features as the TorchScript file; saved as a .pth it loads as a
+    user's pytorch-fid weights file would."""
+    from stackgan.metrics import fid_inception as FI
+    from stackgan.metrics.features import default_network_path, feature_network
+
+    try:
+        ts = torch.jit.load(str(default_network_path()), map_location="cpu").eval()
+    except MetricError as exc:
+        pytest.skip(str(exc))
+    state = FI.state_from_torchscript(ts.state_dict())
+    state["fc.weight"], state["fc.bias"] = torch.zeros(FI.NUM_LOGITS, 2048), torch.zeros(1008)
+    pth = tmp_path / "pt_inception-test.pth"
+    torch.save(state, pth)
+    net = feature_network(pth)
+    assert net.name.startswith("inception-pth-")
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        want = ts(FI.preprocess(x))
+    assert torch.allclose(net(x), want, atol=1e-4)
+    assert net.logits(x).shape == (2, FI.NUM_LOGITS)
+    from stackgan.metrics.evaluate import UserClassifier  # the .pth's logits serve the IS too
+
+    probs = UserClassifier(pth).probabilities(np.zeros((3, 32, 32, 3), np.uint8))
+    assert probs.shape == (3, FI.NUM_LOGITS) and np.allclose(probs.sum(1), 1)
+    del state["Mixed_7c.branch_pool.conv.weight"]
+    torch.save(state, tmp_path / "broken.pth")
+    with pytest.raises(MetricError, match="missing Mixed_7c"):
+        feature_network(tmp_path / "broken.pth")
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(MetricError, match="cannot read"):
+        feature_network(tmp_path / "junk.pth")
+
+
 class _MeanColour(torch.nn.Module):
     """A stand-in feature network: per-channel mean and std (6-d), counting its calls."""
 

@@ -460,6 +460,13 @@ def consistency(
     help="TorchScript classifier ((N,3,299,299) in [-1,1] -> logits) for the Inception Score, "
     "instead of the dataset's pool3 head.",
 )
+@click.option(
+    "--fid-weights",
+    default="",
+    type=click.Path(dir_okay=False),
+    help="pytorch-fid / torch-fidelity pt_inception-2015-12-05-*.pth for FID, instead of "
+    "the TorchScript default_1.pt (same network).",
+)
 def eval_cmd(
     model: str | None,
     data_root: str,
@@ -473,6 +480,7 @@ def eval_cmd(
     screenshot: bool,
     matcher: str,
     is_classifier: str,
+    fid_weights: str,
 ) -> None:
     """FID, Inception Score, diversity, R-precision (with a trained text-image model) and, on
     shapes, per-attribute consistency -> metrics.json, report.html.
@@ -496,6 +504,7 @@ def eval_cmd(
         history,
         matcher=matcher,
         is_classifier=is_classifier,
+        fid_weights=fid_weights,
     )
     res = evaluate(opts)
     click.echo(json.dumps(res, indent=2))

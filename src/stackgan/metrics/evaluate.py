@@ -68,9 +68,11 @@ class EvalOptions:
     # a trained text-image model (`stackgan text-encoder train`) for R-precision; "" : the
     # generator's own text encoder when it is one, else no R-precision
     matcher: str = ""
-    # a TorchScript classifier, (N, 3, 299, 299) in [-1, 1] -> (N, C) logits, for the Inception
-    # Score in place of the dataset's pool3 head
+    # a TorchScript classifier, (N, 3, 299, 299) in [-1, 1] -> (N, C) logits, or a pytorch-fid
+    # Inception .pth (its 1008 logits: the standard IS network), in place of the dataset's head
     is_classifier: str = ""
+    # a pytorch-fid / torch-fidelity pt_inception-2015-12-05 .pth for FID ("" : default_1.pt)
+    fid_weights: str = ""
 
 
 def _captions(opts: EvalOptions, ds: Any) -> tuple[list[str], list[Any] | None]:
@@ -96,7 +98,7 @@ def evaluate(
     opts: EvalOptions, extractor: torch.nn.Module | None = None, progress: bool = True
 ) -> dict[str, Any]:
     """Run every metric for ``opts``; returns the metrics dict (also written to disk)."""
-    from stackgan.metrics.features import InceptionFeatures
+    from stackgan.metrics.features import feature_network
     from stackgan.sampling import Text2ImageSampler
 
     t0 = time.time()
@@ -105,7 +107,11 @@ def evaluate(
     sampler = Text2ImageSampler.from_pretrained(opts.model, device=opts.device)
     if not sampler.conditional:
         raise MetricError("stackgan eval needs a text-conditioned model")
-    net = extractor if extractor is not None else InceptionFeatures(device=opts.device)
+    net = (
+        extractor
+        if extractor is not None
+        else feature_network(opts.fid_weights or None, opts.device)
+    )
     classifier = UserClassifier(opts.is_classifier, opts.device) if opts.is_classifier else None
     size = sampler.resolution
 
@@ -191,13 +197,20 @@ def evaluate(
 
 
 class UserClassifier:
-    """A user's TorchScript image classifier for the Inception Score: (N, 3, 299, 299) floats in
-    [-1, 1] (bilinear resize, as the IS Inception) -> (N, C) logits."""
+    """A user's image classifier for the Inception Score: a TorchScript module taking
+    (N, 3, 299, 299) floats in [-1, 1] (bilinear resize, as the IS Inception) to (N, C) logits,
+    or a pytorch-fid ``.pth`` (the TF Inception's own 1008 logits, the original IS network)."""
 
     def __init__(self, path: str | Path, device: str = "cpu") -> None:
         self.path, self.device = Path(path), device
         if not self.path.is_file():
             raise MetricError(f"IS classifier {self.path} does not exist")
+        self.net: Any
+        if self.path.suffix == ".pth":
+            from stackgan.metrics.fid_inception import load_fid_weights
+
+            self.net = load_fid_weights(self.path).to(device).logits  # 299 px, [-1, 1] input
+            return
         try:
             self.net = torch.jit.load(str(self.path), map_location=device).eval()
         except (RuntimeError, ValueError) as exc:

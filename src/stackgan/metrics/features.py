@@ -109,3 +109,15 @@ def extract_features(
     if not out:
         raise MetricError("no images to extract features from")
     return np.concatenate(out)
+
+
+def feature_network(
+    path: str | Path | None = None, device: str | torch.device = "cpu"
+) -> nn.Module:
+    """The pool3 network for FID: a pytorch-fid / torch-fidelity ``.pth`` weights file when
+    ``path`` names one, a TorchScript feature network otherwise (default: ``default_1.pt``)."""
+    if path is not None and str(path).endswith(".pth"):
+        from stackgan.metrics.fid_inception import PthInceptionFeatures
+
+        return PthInceptionFeatures(path, device)
+    return InceptionFeatures(path, device)
