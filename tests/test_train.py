@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from stackgan.checkpoint import CheckpointError, load_checkpoint, load_export
-from stackgan.config import ConfigError
+from stackgan.config import ConfigError, load_config
 from stackgan.models.registry import build_generator
 from stackgan.train import train
 from stackgan.train.ema import update_ema
@@ -111,6 +111,10 @@ def test_resume_continues_the_run_exactly(tiny_shapes, tmp_path):
         for ln in (tmp_path / "resumed" / "stats.jsonl").read_text().splitlines()
     ]
     assert steps == [1, 2]
+    # the resume changed a setting: config.yaml is the new one, the first iteration's is kept
+    run = tmp_path / "resumed"
+    assert load_config(run / "config.yaml") == cfg2
+    assert load_config(run / "config-until-0000001.yaml") == cfg1
 
 
 def test_resume_refuses_a_different_model(tiny_shapes, tmp_path):

@@ -117,7 +117,6 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, resume: str | Path | None 
 
 
 def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> Path:
-    (run_dir / "config.yaml").write_text(cfg.to_yaml())
     tc = cfg.train
 
     # 1. Runtime --------------------------------------------------------------------------------
@@ -229,6 +228,8 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
         data_rng_state = ckpt["rng"].get("data")
         step = int(ckpt["step"])
         logger.info("resumed from %s at iteration %d", resume, step)
+
+    _write_config(run_dir, cfg, step)
 
     # 6. Loop -------------------------------------------------------------------------------------
     iters_per_epoch = math.ceil(len(ds) / tc.batch_size)
@@ -410,6 +411,16 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
 
 
 @torch.no_grad()
+def _write_config(run_dir: Path, cfg: ExperimentConfig, step: int) -> None:
+    """``config.yaml`` of the run; a resume with other settings keeps the config the earlier
+    iterations ran with as ``config-until-<step>.yaml``, so the run's history stays readable."""
+    path, text = run_dir / "config.yaml", cfg.to_yaml()
+    if path.exists() and path.read_text() != text:
+        path.replace(run_dir / f"config-until-{step:07d}.yaml")
+        logger.info("settings changed at iteration %d; earlier ones kept beside config.yaml", step)
+    path.write_text(text)
+
+
 def _save_grid(
     g_ema: nn.Module,
     z: torch.Tensor,
