@@ -414,6 +414,11 @@ def consistency(
 
 
 # ----------------------------------------------------------------------------------------------
+def _optional_file(flag: str, help_text: str) -> Any:
+    """A ``--flag FILE`` option that defaults to "" (not given)."""
+    return click.option(flag, default="", type=click.Path(dir_okay=False), help=help_text)
+
+
 @main.command("eval")
 @model_option
 @click.option(
@@ -446,26 +451,20 @@ def consistency(
     is_flag=True,
     help="Also open report.html in headless Chromium: OUT/report.png, and check images load.",
 )
-@click.option(
+@_optional_file(
     "--matcher",
-    default="",
-    type=click.Path(dir_okay=False),
-    help="Trained text-image model (stackgan text-encoder train) for R-precision. Default: the "
+    "Trained text-image model (stackgan text-encoder train) for R-precision. Default: the "
     "generator's own text encoder when it is one.",
 )
-@click.option(
+@_optional_file(
     "--is-classifier",
-    default="",
-    type=click.Path(dir_okay=False),
-    help="TorchScript classifier ((N,3,299,299) in [-1,1] -> logits) for the Inception Score, "
-    "instead of the dataset's pool3 head.",
+    "TorchScript classifier ((N,3,299,299) in [-1,1] -> logits), or a pytorch-fid .pth, for the "
+    "Inception Score, instead of the dataset's pool3 head.",
 )
-@click.option(
+@_optional_file(
     "--fid-weights",
-    default="",
-    type=click.Path(dir_okay=False),
-    help="pytorch-fid / torch-fidelity pt_inception-2015-12-05-*.pth for FID, instead of "
-    "the TorchScript default_1.pt (same network).",
+    "pytorch-fid / torch-fidelity pt_inception-2015-12-05-*.pth for FID, instead of the "
+    "TorchScript default_1.pt (same network).",
 )
 def eval_cmd(
     model: str | None,
