@@ -64,6 +64,14 @@ def test_stage2_one_iteration_smoke(tiny_shapes, tmp_path):
     g.load_state_dict(state)
     out = g.eval()(torch.randn(2, 8), torch.randn(2, cfg.text.dim))
     assert [im.shape[-1] for im in out.images] == [16, 32]
+    # colour consistency, when asked for, pulls Stage-II to the colours of its Stage-I image
+    assert "cc_mean_1" not in json.loads((tmp_path / "s2" / "stats.jsonl").read_text())
+    cc = tiny_config(
+        tiny_shapes, stage=2, **{"model.stage1_checkpoint": str(s1), "loss.color_weight": 50}
+    )
+    train(cc, tmp_path / "s2cc")
+    rec = json.loads((tmp_path / "s2cc" / "stats.jsonl").read_text())
+    assert rec["cc_mean_1"] > 0 and rec["cc_cov_1"] > 0
 
 
 def test_stage2_needs_a_matching_stage1(tiny_shapes, tmp_path):

@@ -126,7 +126,8 @@ class LossConfig:
     kl_weight: float = PAPER_KL_WEIGHT  # lambda in the paper's eq. (4)/(6)
     wrong_fake_weight: float = 0.5  # D = real + 0.5 * (wrong + fake), reference code
     uncond_weight: float = 1.0  # weight of the unconditional terms (Stage-II D has that head)
-    # StackGAN++ colour consistency lambda_1 between consecutive branches (covariance: 5x).
+    # StackGAN++ colour consistency lambda_1 between consecutive branches (covariance: 5x); in v1
+    # Stage-II, between the Stage-I image and the Stage-II one (not in the v1 paper).
     # None = the paper's release: on (50) for unconditional training, off for text-conditioned.
     color_weight: float | None = None
     # Mismatched captions for D: 1 = the paper's, one random caption of another class; K > 1 =

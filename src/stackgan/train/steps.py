@@ -85,7 +85,8 @@ def g_step(
     autocast: Autocast = _no_autocast,
 ) -> dict[str, float]:
     """Update G to fool every discriminator at its scale, plus lambda * KL of its Conditioning
-    Augmentation and, when ``color_weight > 0``, colour consistency between consecutive scales.
+    Augmentation and, when ``color_weight > 0``, colour consistency between consecutive scales
+    (StackGAN++ eq. 8; for v1 Stage-II, between the Stage-I image and its own).
 
     ``discriminators`` judge the last ``len(discriminators)`` images of ``out`` (v1: Stage-II's
     D sees only the 256 image; v2: one D per branch). ``out`` is the generator output of this
@@ -107,9 +108,10 @@ def g_step(
             suffix = f"_{i}" if len(discriminators) > 1 else ""
             res.update({f"{k}{suffix}": float(v) for k, v in terms.items()})
     if color_weight > 0:
-        # finer branch pulled to the coarser one's colours, for each consecutive pair
-        for i in range(1, len(images)):
-            cc, terms = color_consistency(images[i], images[i - 1], color_weight)
+        # finer stage pulled to the coarser one's colours, for each consecutive pair of the
+        # output: v2's branches, or v1's frozen Stage-I image and the Stage-II image
+        for i in range(1, len(out.images)):
+            cc, terms = color_consistency(out.images[i], out.images[i - 1], color_weight)
             loss = loss + cc
             res.update({f"{k}_{i}": float(v) for k, v in terms.items()})
     if out.mus:
