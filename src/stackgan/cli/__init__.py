@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -414,7 +415,10 @@ def consistency(
 
 
 # ----------------------------------------------------------------------------------------------
-def _optional_file(flag: str, help_text: str) -> Any:
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _optional_file(flag: str, help_text: str) -> Callable[[_F], _F]:
     """A ``--flag FILE`` option that defaults to "" (not given)."""
     return click.option(flag, default="", type=click.Path(dir_okay=False), help=help_text)
 
