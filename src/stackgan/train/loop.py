@@ -410,7 +410,6 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
     return run_dir / EXPORT
 
 
-@torch.no_grad()
 def _write_config(run_dir: Path, cfg: ExperimentConfig, step: int) -> None:
     """``config.yaml`` of the run; a resume with other settings keeps the config the earlier
     iterations ran with as ``config-until-<step>.yaml``, so the run's history stays readable."""
@@ -421,6 +420,7 @@ def _write_config(run_dir: Path, cfg: ExperimentConfig, step: int) -> None:
     path.write_text(text)
 
 
+@torch.no_grad()
 def _save_grid(
     g_ema: nn.Module,
     z: torch.Tensor,
