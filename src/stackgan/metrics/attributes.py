@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +61,9 @@ class AttributeClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if x.shape[-2:] != (CLASSIFIER_SIZE, CLASSIFIER_SIZE):
             x = F.interpolate(
-                x, size=CLASSIFIER_SIZE, mode="area" if x.shape[-1] > 128 else "bilinear"
+                x,
+                size=CLASSIFIER_SIZE,
+                mode="area" if x.shape[-1] > CLASSIFIER_SIZE else "bilinear",
             )
         h = self.fc(self.trunk(x))
         return {k: head(h) for k, head in self.heads.items()}
@@ -163,6 +164,7 @@ def dataset_classifier(
 ) -> tuple[AttributeClassifier, dict[str, float]]:
     """The attribute classifier of a `shapes` dataset folder, trained on its training split once
     and cached beside it, with its accuracy on the real test split."""
+    from stackgan.checkpoint import atomic_torch_save
     from stackgan.data.cub import default_cache_dir
 
     root = Path(root)
@@ -183,10 +185,7 @@ def dataset_classifier(
     net = train_classifier(images, attrs, progress=progress)
     test_images, test_attrs = _split_images(root, "test")
     real_test = accuracy(predict(net, test_images), test_attrs)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save({"state": net.state_dict(), "real_test": real_test}, tmp)
-    os.replace(tmp, path)
+    atomic_torch_save({"state": net.state_dict(), "real_test": real_test}, path)
     return net, real_test
 
 

@@ -159,14 +159,14 @@ def evaluate(
         res["is"], res["is_std"] = inception_score(probs, splits)
         res["is_classifier"] = str(opts.is_classifier)
         res["is_num_classes"] = int(probs.shape[1])
-        res["is_splits"] = splits
     elif train_ds.has_classes and len(np.unique(labels)) > 1:
         head = train_head(train, labels, seed=opts.seed)
         probs = head_probabilities(head, fake[order])
         res["is"], res["is_std"] = inception_score(probs, splits)
         res["is_real"], _ = inception_score(head_probabilities(head, real), splits)
-        res["is_splits"] = splits
         res["is_num_classes"] = len(np.unique(labels))
+    if "is" in res:
+        res["is_splits"] = splits
     matcher_path = opts.matcher or _own_matcher(sampler)
     if matcher_path:
         res.update(_r_precision(matcher_path, captions, fake, real, test_ds, opts.seed))
@@ -219,15 +219,11 @@ class UserClassifier:
     @torch.no_grad()
     def probabilities(self, images: np.ndarray, batch: int = GEN_BATCH) -> np.ndarray:
         """(N, H, W, 3) uint8 -> (N, C) softmax probabilities."""
-        from stackgan.metrics.features import INCEPTION_SIZE
+        from stackgan.metrics.fid_inception import preprocess
 
         out = []
         for s in range(0, len(images), batch):
-            x = torch.from_numpy(images[s : s + batch]).permute(0, 3, 1, 2).float() / 127.5 - 1
-            x = torch.nn.functional.interpolate(
-                x, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear", align_corners=False
-            )
-            logits = self.net(x.to(self.device))
+            logits = self.net(preprocess(torch.from_numpy(images[s : s + batch]), self.device))
             if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
                 raise MetricError(f"{self.path} must return (N, C) logits")
             out.append(torch.softmax(logits.double(), dim=1).cpu().numpy())

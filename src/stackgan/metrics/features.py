@@ -52,6 +52,22 @@ def file_digest(path: Path, n: int = 12) -> str:
     return h.hexdigest()[:n]
 
 
+def inception_input(images: torch.Tensor, device: str | torch.device | None = None) -> torch.Tensor:
+    """(B, 3, H, W) floats in [-1, 1], or (B, H, W, 3) uint8 -> (B, 3, 299, 299) in [0, 1] on
+    ``device``, bilinearly resized as the standard FID and IS code do. Each network then maps
+    [0, 1] to the input range it was trained with."""
+    if images.dtype == torch.uint8:
+        x = images.permute(0, 3, 1, 2).float() / 255.0  # (B, 3, H, W) in [0, 1]
+    else:
+        x = (images.float() + 1.0) / 2.0
+    x = x.clamp(0, 1).to(device)
+    if x.shape[-2:] != (INCEPTION_SIZE, INCEPTION_SIZE):
+        x = F.interpolate(
+            x, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear", align_corners=False
+        )
+    return x
+
+
 class InceptionFeatures(nn.Module):
     """Images -> (N, 2048) pool3 features.
 
@@ -75,15 +91,7 @@ class InceptionFeatures(nn.Module):
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) floats in [-1, 1], or (B, H, W, 3) uint8 -> (B, 2048) float32."""
-        if images.dtype == torch.uint8:
-            x = images.permute(0, 3, 1, 2).float() / 255.0  # (B, 3, H, W) in [0, 1]
-        else:
-            x = (images.float() + 1.0) / 2.0
-        x = x.clamp(0, 1).to(self.device)
-        if x.shape[-2:] != (INCEPTION_SIZE, INCEPTION_SIZE):
-            x = F.interpolate(
-                x, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear", align_corners=False
-            )
+        x = inception_input(images, self.device)
         lo, hi = TF_INPUT_RANGE
         feats: torch.Tensor = self.net(x * (hi - lo) + lo)
         if feats.ndim > 2:  # some exports stop before the spatial pooling

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stackgan.metrics.features import INCEPTION_SIZE, MetricError, file_digest
+from stackgan.metrics.features import MetricError, file_digest, inception_input
 
 NUM_LOGITS = 1008  # the 2015-12-05 graph's classes (1000 ImageNet + 8 unused)
 
@@ -234,19 +234,10 @@ def state_from_torchscript(ts_state: dict[str, torch.Tensor]) -> dict[str, torch
     return out
 
 
-def preprocess(images: torch.Tensor) -> torch.Tensor:
+def preprocess(images: torch.Tensor, device: str | torch.device | None = None) -> torch.Tensor:
     """(B, 3, H, W) in [-1, 1] or (B, H, W, 3) uint8 -> (B, 3, 299, 299) as pytorch-fid feeds
     its network ([0, 1], bilinear resize, then 2x - 1)."""
-    if images.dtype == torch.uint8:
-        x = images.permute(0, 3, 1, 2).float() / 255.0
-    else:
-        x = (images.float() + 1.0) / 2.0
-    x = x.clamp(0, 1)
-    if x.shape[-2:] != (INCEPTION_SIZE, INCEPTION_SIZE):
-        x = F.interpolate(
-            x, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear", align_corners=False
-        )
-    return 2 * x - 1
+    return 2 * inception_input(images, device) - 1
 
 
 class PthInceptionFeatures(nn.Module):
@@ -262,9 +253,9 @@ class PthInceptionFeatures(nn.Module):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        feats: torch.Tensor = self.net(preprocess(images).to(self.device))
+        feats: torch.Tensor = self.net(preprocess(images, self.device))
         return feats.float().cpu()
 
     @torch.no_grad()
     def logits(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net.logits(preprocess(images).to(self.device)).float().cpu()
+        return self.net.logits(preprocess(images, self.device)).float().cpu()
