@@ -44,6 +44,8 @@ def probe_items(
     objects (a patterned object's caption names a second colour)."""
     rng = random.Random(seed)
     attrs = shapes.load_attributes(ds.root)
+    # one-word background names only ("gray", "sand", ...), swapped for another one
+    one_word = {b: [w for w in ws if " " not in w] for b, ws in shapes.BACKGROUND_WORDS.items()}
     out: dict[str, list[tuple[int, str, str, str | None]]] = {s: [] for s in shapes.SIZES}
     for i in rng.sample(range(len(ds)), len(ds)):
         a = attrs[ds.keys[i]]
@@ -55,10 +57,6 @@ def probe_items(
             col = swap_word(cap, shapes.COLOR_WORDS[a.color], other_cols, rng)
             if col is None:
                 continue
-            # one-word background names only ("gray", "sand", ...), swapped for another one
-            one_word = {
-                b: [w for w in ws if " " not in w] for b, ws in shapes.BACKGROUND_WORDS.items()
-            }
             others = [w for b, ws in one_word.items() if b != a.background for w in ws]
             bg = swap_word(cap, one_word[a.background], others, rng)
             out[a.size].append((i, cap, col, bg))
