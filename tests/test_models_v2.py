@@ -7,6 +7,7 @@ from stackgan.config import ConfigError
 from stackgan.losses import (
     color_consistency,
     generator_adv_loss,
+    lowres_consistency,
     mean_covariance,
     unconditional_discriminator_loss,
 )
@@ -114,6 +115,21 @@ def test_color_consistency_detaches_the_coarse_scale():
     loss.backward()
     assert fine.grad is not None and fine.grad.abs().sum() > 0
     assert coarse.grad is None
+
+
+def test_lowres_consistency_is_l1_after_area_downsampling():
+    coarse = torch.rand(2, 3, 4, 4) * 2 - 1
+    up = torch.nn.functional.interpolate(coarse, scale_factor=4, mode="nearest")
+    assert float(lowres_consistency(up, coarse)) == pytest.approx(0.0, abs=1e-7)
+    # a colour change of the object alone (one 4x4 cell) moves it; a whole-image shift too
+    fine = up.clone()
+    fine[:, 0, 4:8, 4:8] += 0.8
+    assert float(lowres_consistency(fine, coarse)) == pytest.approx(0.8 / 48, rel=1e-5)
+    assert float(lowres_consistency(up + 0.3, coarse)) == pytest.approx(0.3, rel=1e-5)
+    fine = up.clone().requires_grad_(True)
+    c = coarse.clone().requires_grad_(True)
+    lowres_consistency(fine + 0.1, c).backward()
+    assert fine.grad is not None and fine.grad.abs().sum() > 0 and c.grad is None
 
 
 def test_mean_covariance_matches_numpy():

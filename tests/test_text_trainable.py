@@ -9,6 +9,7 @@ from stackgan.text.encoders import TextEncoderError, build_encoder
 from stackgan.text.trainable import (
     SentenceEncoder,
     TrainedTextEncoder,
+    matching_loss,
     save_matcher,
     subword_ids,
     train_matcher,
@@ -46,6 +47,33 @@ def test_unseen_words_get_vectors_from_their_spelling():
     enc = SentenceEncoder(buckets=1000, emb_dim=8, hidden=8, out_dim=6)
     out = enc(["zyxwvut qqq", "a bird", "?"])  # nonsense words and punctuation still encode
     assert out.shape == (3, 6) and torch.isfinite(out).all()
+
+
+def test_class_mask_drops_same_class_negatives():
+    torch.manual_seed(0)
+    text, image = torch.randn(4, 5), torch.randn(4, 5)
+    scale = torch.tensor(0.0)  # exp(0) = 1: logits are the cosines
+    labels = torch.tensor([0, 0, 1, 2])
+    cos = torch.nn.functional.normalize(text, dim=1) @ torch.nn.functional.normalize(image, dim=1).T
+    allowed = ~((labels[:, None] == labels[None, :]) & ~torch.eye(4, dtype=torch.bool))
+    expect = 0.0
+    for sims in (cos, cos.T):  # caption -> images, image -> captions
+        for i in range(4):
+            row = sims[i][allowed[i]]
+            expect += float(-sims[i, i] + torch.logsumexp(row, 0)) / 8
+    assert float(matching_loss(text, image, scale, labels)) == pytest.approx(expect, rel=1e-5)
+    plain = float(matching_loss(text, image, scale))
+    masked = float(matching_loss(text, image, scale, labels))
+    unlabeled = torch.arange(4)  # distinct classes = no mask
+    assert float(matching_loss(text, image, scale, unlabeled)) == pytest.approx(plain)
+    assert masked < plain  # fewer negatives in the softmax
+    # training takes a class id per image
+    caps, feats, ids = _toy(n=16)
+    small = SentenceEncoder(buckets=200, emb_dim=4, hidden=4, out_dim=4)
+    _, losses = train_matcher(caps, feats, text=small, labels=ids, epochs=2, progress=False)
+    assert len(losses) == 2 and all(np.isfinite(losses))
+    with pytest.raises(ValueError, match="labels"):
+        train_matcher(caps, feats, text=small, labels=ids[:3], epochs=1, progress=False)
 
 
 def test_training_learns_to_match_and_round_trips(tmp_path):

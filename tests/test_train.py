@@ -66,12 +66,22 @@ def test_stage2_one_iteration_smoke(tiny_shapes, tmp_path):
     assert [im.shape[-1] for im in out.images] == [16, 32]
     # colour consistency, when asked for, pulls Stage-II to the colours of its Stage-I image
     assert "cc_mean_1" not in json.loads((tmp_path / "s2" / "stats.jsonl").read_text())
+    # and low-resolution consistency to its pixels
+    assert "lowres_1" not in json.loads((tmp_path / "s2" / "stats.jsonl").read_text())
     cc = tiny_config(
-        tiny_shapes, stage=2, **{"model.stage1_checkpoint": str(s1), "loss.color_weight": 50}
+        tiny_shapes,
+        stage=2,
+        **{
+            "model.stage1_checkpoint": str(s1),
+            "loss.color_weight": 50,
+            "loss.lowres_weight": 10,
+        },
     )
     train(cc, tmp_path / "s2cc")
     rec = json.loads((tmp_path / "s2cc" / "stats.jsonl").read_text())
-    assert rec["cc_mean_1"] > 0 and rec["cc_cov_1"] > 0
+    assert rec["cc_mean_1"] > 0 and rec["cc_cov_1"] > 0 and rec["lowres_1"] > 0
+    with pytest.raises(ConfigError, match="lowres_weight"):
+        tiny_config(tiny_shapes, **{"loss.lowres_weight": -1})
 
 
 def test_stage2_needs_a_matching_stage1(tiny_shapes, tmp_path):

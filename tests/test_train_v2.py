@@ -126,6 +126,35 @@ def test_metrics_during_training_keep_the_best_model(tiny_shapes, tmp_path):
     assert (tmp_path / "run" / "model-best.safetensors").exists()
 
 
+def test_resume_keeps_the_best_score(tiny_shapes, tmp_path):
+    metric = {"train.metric_ticks": 1, "train.metric_samples": 4}
+    run = tmp_path / "run"
+    train(tiny_config(tiny_shapes, **V2, **metric, **{"train.total_iters": 2}), run)
+    ckpt = load_checkpoint(run / "checkpoint-latest.pt")
+    scores = [
+        (r["metric/consistency_object"] + r["metric/consistency_background"]) / 2
+        for r in map(json.loads, (run / "stats.jsonl").read_text().splitlines())
+    ]
+    assert ckpt["metric_best"] == {"score": pytest.approx(max(scores)), "kind": "consistency4"}
+    # pretend the earlier best was unbeatable: the resumed run must not call anything best
+    ckpt["metric_best"]["score"] = 2.0
+    torch.save(ckpt, run / "checkpoint-latest.pt")
+    before = (run / "model-best.safetensors").read_bytes()
+    cfg = tiny_config(tiny_shapes, **V2, **metric, **{"train.total_iters": 4})
+    train(cfg, run, resume=run / "checkpoint-latest.pt")
+    recs = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
+    assert [r["metric/is_best"] for r in recs[2:]] == [0.0, 0.0]
+    assert (run / "model-best.safetensors").read_bytes() == before
+    assert load_checkpoint(run / "checkpoint-latest.pt")["metric_best"]["score"] == 2.0
+    # a different metric (here more samples) is not compared with the old score
+    more = tiny_config(
+        tiny_shapes, **V2, **{**metric, "train.total_iters": 5, "train.metric_samples": 5}
+    )
+    train(more, run, resume=run / "checkpoint-latest.pt")
+    last = json.loads((run / "stats.jsonl").read_text().splitlines()[-1])
+    assert last["metric/is_best"] == 1.0
+
+
 def test_every_preset_loads():
     from pathlib import Path
 

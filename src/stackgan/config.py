@@ -135,10 +135,18 @@ class LossConfig:
     # the text names and not the easiest one (on `shapes`, random negatives let D match the
     # background alone and ignore the object's colour).
     wrong_candidates: int = 1
+    # Low-resolution consistency (not in either paper): weight of the L1 distance between each
+    # finer image area-downsampled to the coarser one's size and that (detached) coarser image.
+    # Colour consistency matches whole-image colour statistics, which the background dominates;
+    # this term pins the layout and the object's colour, so v1 Stage-II refines its Stage-I
+    # image instead of repainting it. 0 = off (the papers).
+    lowres_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.wrong_candidates < 1:
             raise ConfigError("loss.wrong_candidates must be at least 1")
+        if self.lowres_weight < 0:
+            raise ConfigError("loss.lowres_weight must be >= 0")
 
     def effective_color_weight(self, conditional: bool) -> float:
         if self.color_weight is not None:

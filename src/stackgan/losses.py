@@ -17,6 +17,7 @@ __all__ = [
     "discriminator_loss",
     "generator_adv_loss",
     "kl_divergence",
+    "lowres_consistency",
     "mean_covariance",
     "unconditional_discriminator_loss",
 ]
@@ -128,3 +129,12 @@ def color_consistency(
     terms = {"cc_mean": F.mse_loss(mu_f, mu_c), "cc_cov": F.mse_loss(cov_f, cov_c)}
     loss = weight * (terms["cc_mean"] + COVARIANCE_FACTOR * terms["cc_cov"])
     return loss, {k: v.detach() for k, v in terms.items()}
+
+
+def lowres_consistency(fine: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+    """Mean L1 distance between ``fine`` area-downsampled to ``coarse``'s size and ``coarse``
+    (detached: the finer stage follows the coarser one). Zero when the finer image is an
+    upsampled copy of the coarser one; pixel-wise, unlike :func:`color_consistency`, so it
+    holds the object's colour and place and not only the whole image's colour statistics."""
+    small = F.interpolate(fine.float(), size=coarse.shape[-2:], mode="area")
+    return F.l1_loss(small, coarse.detach().float())

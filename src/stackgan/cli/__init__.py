@@ -536,6 +536,13 @@ def text_encoder() -> None:
 @click.option("--max-train", default=0, show_default=True, help="Use the first N train images.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
+@click.option(
+    "--class-mask/--no-class-mask",
+    default=True,
+    show_default=True,
+    help="Leave other images of the same class out of each caption's negatives (AttnGAN's "
+    "DAMSM), when the data has classes.",
+)
 def text_encoder_train(
     data_root: str,
     out: str,
@@ -545,6 +552,7 @@ def text_encoder_train(
     max_train: int,
     seed: int,
     device: str,
+    class_mask: bool,
 ) -> None:
     """Train the n-gram BiGRU text encoder against Inception pool3 features of the images.
 
@@ -564,10 +572,23 @@ def text_encoder_train(
     feats, ds = dataset_features(
         data_root, "train", FEATURE_SIZE, InceptionFeatures(device=device), max_images=max_train
     )
+    labels = ds.class_ids.numpy() if class_mask and ds.has_classes else None
     matcher, losses = train_matcher(
-        ds.image_captions(), feats, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed
+        ds.image_captions(),
+        feats,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        labels=labels,
     )
-    info = {"data": str(data_root), "num_images": len(ds), "epochs": epochs, "losses": losses}
+    info = {
+        "data": str(data_root),
+        "num_images": len(ds),
+        "epochs": epochs,
+        "class_mask": labels is not None,
+        "losses": losses,
+    }
     save_matcher(out, matcher, info)
     click.echo(f"wrote {out}: {matcher.text.out_dim}-d, loss {losses[0]:.3f} -> {losses[-1]:.3f}")
 
@@ -586,6 +607,13 @@ def text_encoder_train(
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--out", default=None, type=click.Path(dir_okay=False), help="JSON results file.")
+@click.option(
+    "--class-mask/--no-class-mask",
+    default=True,
+    show_default=True,
+    help="Leave other images of the same class out of the negatives when fitting the image "
+    "projection of an untrained encoder (AttnGAN's DAMSM), when the data has classes.",
+)
 def text_encoder_eval(
     data_root: str,
     encoders: tuple[str, ...],
@@ -593,6 +621,7 @@ def text_encoder_eval(
     seed: int,
     device: str,
     out: str | None,
+    class_mask: bool,
 ) -> None:
     """R-precision (1 true + 99 random captions) and top-1/5 text-to-image retrieval.
 
@@ -606,7 +635,15 @@ def text_encoder_eval(
 
     net = InceptionFeatures(device=device)
     rows = [
-        evaluate_text_encoder(data_root, e, net, max_train=max_train, seed=seed, device=device)
+        evaluate_text_encoder(
+            data_root,
+            e,
+            net,
+            max_train=max_train,
+            seed=seed,
+            device=device,
+            class_mask=class_mask,
+        )
         for e in encoders
     ]
     click.echo(f"{'encoder':40s} {'R-precision':>16s} {'top-1':>7s} {'top-5':>7s}")

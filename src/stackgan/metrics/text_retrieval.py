@@ -31,9 +31,11 @@ def fit_projection(
     image_feats: np.ndarray,
     epochs: int = PROJECTION_EPOCHS,
     seed: int = 0,
+    labels: torch.Tensor | None = None,
 ) -> torch.nn.Linear:
     """Linear pool3 -> text space, trained with the symmetric matching loss against fixed text
-    embeddings (``text_emb[i]``: the (C_i, D) embeddings of image i's captions)."""
+    embeddings (``text_emb[i]``: the (C_i, D) embeddings of image i's captions); ``labels``:
+    class ids, same-class pairs no negatives (as the trained encoder is trained)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     proj = torch.nn.Linear(image_feats.shape[1], text_emb[0].shape[1])
@@ -45,7 +47,8 @@ def fit_projection(
         for s in range(0, len(order) - 1, 256):
             idx = order[s : s + 256]
             text = torch.stack([text_emb[i][rng.integers(len(text_emb[i]))] for i in idx])
-            loss = matching_loss(text, proj(feats[idx]), scale)
+            batch_labels = None if labels is None else labels[idx]
+            loss = matching_loss(text, proj(feats[idx]), scale, batch_labels)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -61,9 +64,12 @@ def evaluate_text_encoder(
     seed: int = 0,
     device: str = "cpu",
     progress: bool = True,
+    class_mask: bool = True,
 ) -> dict[str, Any]:
     """R-precision and retrieval of ``encoder`` ("minilm", "random" or a trained file) on the
-    test split of ``data_root``."""
+    test split of ``data_root``. Untrained encoders get a linear image projection fitted on the
+    training split (same-class pairs no negatives when ``class_mask`` and the data has
+    classes)."""
     from stackgan.text.encoders import build_encoder, is_encoder_file
     from stackgan.text.trainable import SentenceEncoder, TrainedTextEncoder
 
@@ -96,7 +102,8 @@ def evaluate_text_encoder(
         train_caps = train_ds.image_captions()
         flat = encode([c for caps in train_caps for c in caps])
         counts = [len(c) for c in train_caps]
-        proj = fit_projection(list(flat.split(counts)), train_feats, seed=seed)
+        labels = train_ds.class_ids if class_mask and train_ds.has_classes else None
+        proj = fit_projection(list(flat.split(counts)), train_feats, seed=seed, labels=labels)
         text = encode(test_caps)
         with torch.no_grad():
             images = proj(torch.from_numpy(test_feats).float())

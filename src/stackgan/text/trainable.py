@@ -115,14 +115,26 @@ class SentenceEncoder(nn.Module):
 
 
 def matching_loss(
-    text_emb: torch.Tensor, image_emb: torch.Tensor, logit_scale: torch.Tensor
+    text_emb: torch.Tensor,
+    image_emb: torch.Tensor,
+    logit_scale: torch.Tensor,
+    labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Symmetric cross-entropy over cosine similarities: row i of each side matches row i of
-    the other (each caption picks its image among the batch's, and each image its caption)."""
+    the other (each caption picks its image among the batch's, and each image its caption).
+
+    ``labels`` (B,): class ids; other pairs of the same class are left out of the softmax, as
+    AttnGAN's DAMSM does, since a caption of one bird often fits another bird of its species
+    just as well and treating it as a negative teaches noise.
+    """
     t = F.normalize(text_emb, dim=1)
     v = F.normalize(image_emb, dim=1)
     logits = logit_scale.clamp(max=MAX_LOGIT_SCALE).exp() * t @ v.T  # (B, B)
     target = torch.arange(len(t), device=t.device)
+    if labels is not None:
+        same = labels[:, None] == labels[None, :]
+        same.fill_diagonal_(False)
+        logits = logits.masked_fill(same.to(logits.device), float("-inf"))
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
 
 
@@ -135,8 +147,13 @@ class TextImageMatcher(nn.Module):
         self.image = nn.Linear(image_dim, text.out_dim)
         self.logit_scale = nn.Parameter(torch.tensor(INIT_LOGIT_SCALE))
 
-    def loss(self, text_emb: torch.Tensor, image_feats: torch.Tensor) -> torch.Tensor:
-        return matching_loss(text_emb, self.image(image_feats), self.logit_scale)
+    def loss(
+        self,
+        text_emb: torch.Tensor,
+        image_feats: torch.Tensor,
+        labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return matching_loss(text_emb, self.image(image_feats), self.logit_scale, labels)
 
 
 class TrainedTextEncoder:
@@ -235,8 +252,11 @@ def train_matcher(
     lr: float = 1e-3,
     seed: int = 0,
     progress: bool = True,
+    labels: np.ndarray | None = None,
 ) -> tuple[TextImageMatcher, list[float]]:
-    """Train on (image, one random caption of it) pairs; returns the matcher and epoch losses."""
+    """Train on (image, one random caption of it) pairs; returns the matcher and epoch losses.
+
+    ``labels``: a class id per image; same-class pairs are then no negatives of each other."""
     from tqdm import tqdm
 
     if len(captions) != len(image_feats) or len(captions) < 2:
@@ -245,6 +265,9 @@ def train_matcher(
     rng = np.random.default_rng(seed)
     matcher = TextImageMatcher(text or SentenceEncoder(), image_feats.shape[1])
     feats = torch.from_numpy(image_feats).float()
+    classes = None if labels is None else torch.as_tensor(labels)
+    if classes is not None and len(classes) != len(feats):
+        raise ValueError(f"{len(classes)} labels for {len(feats)} feature rows")
     opt = torch.optim.Adam([p for p in matcher.parameters() if p.requires_grad], lr=lr)
     losses = []
     bar = tqdm(range(epochs), desc="text encoder", disable=not progress)
@@ -257,7 +280,8 @@ def train_matcher(
             if len(idx) < 2:
                 continue
             caps = [captions[i][rng.integers(len(captions[i]))] for i in idx]
-            loss = matcher.loss(matcher.text(caps), feats[idx])
+            batch_labels = None if classes is None else classes[idx]
+            loss = matcher.loss(matcher.text(caps), feats[idx], batch_labels)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -210,6 +210,7 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
     # 5. Resume -----------------------------------------------------------------------------------
     step = 0
     data_rng_state = None
+    metric_best = None  # the best training-metric score so far, carried across resumes
     if resume is not None:
         ckpt = load_checkpoint(resume)
         old = checkpoint_config(ckpt, resume)
@@ -226,6 +227,7 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
             opt.load_state_dict(o_state)
         set_rng_state(ckpt["rng"])
         data_rng_state = ckpt["rng"].get("data")
+        metric_best = ckpt.get("metric_best")
         step = int(ckpt["step"])
         logger.info("resumed from %s at iteration %d", resume, step)
 
@@ -248,6 +250,9 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
             "\n".join(ds.captions[int(i)] for i in grid_caps) + "\n"
         )
     monitor = MetricMonitor(cfg, device) if tc.metric_ticks else None
+    if monitor is not None and metric_best is not None:
+        # a resume must not replace model-best.safetensors with a worse model
+        monitor.restore_best(metric_best)
     writer = _tensorboard(run_dir) if tc.tensorboard else None
     stats_f = open(run_dir / "stats.jsonl", "a")  # noqa: SIM115 (closed in the finally below)
 
@@ -333,6 +338,7 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
                     kl_weight=cfg.loss.kl_weight,
                     uncond_weight=cfg.loss.uncond_weight,
                     color_weight=color_weight,
+                    lowres_weight=cfg.loss.lowres_weight,
                     autocast=autocast,
                 )
             )
@@ -397,6 +403,7 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
                             "discriminators": [o.state_dict() for o in d_opts],
                         },
                         rng={**rng_state(), "data": gen.get_state()},
+                        metric_best=None if monitor is None else monitor.best_state(),
                     )
                     export_generator(run_dir / EXPORT, g_ema.state_dict(), cfg)
                 tick_stats = {}

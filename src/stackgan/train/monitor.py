@@ -76,6 +76,27 @@ class MetricMonitor:
             self.best = score
         return out
 
+    def _kind(self) -> str:
+        """What the score measures: scores of different kinds are not compared."""
+        t = self.cfg.train
+        return f"fid{t.metric_samples}" if t.metric_fid else f"consistency{t.metric_samples}"
+
+    def best_state(self) -> dict[str, Any] | None:
+        """The best score for a checkpoint (None before the first measurement)."""
+        return None if self.best is None else {"score": self.best, "kind": self._kind()}
+
+    def restore_best(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint's best score, if it measured the same thing; otherwise
+        the first measurement after the resume starts afresh."""
+        if state.get("kind") == self._kind():
+            self.best = float(state["score"])
+        else:
+            logger.info(
+                "training metric changed (%s -> %s): best score restarts",
+                state.get("kind"),
+                self._kind(),
+            )
+
     def _fid(self, sampler: Any, n: int) -> float:
         from stackgan.metrics.features import InceptionFeatures, extract_features
         from stackgan.metrics.fid import fid_from_features

@@ -13,6 +13,7 @@ from stackgan.losses import (
     discriminator_loss,
     generator_adv_loss,
     kl_divergence,
+    lowres_consistency,
     unconditional_discriminator_loss,
 )
 from stackgan.models.discriminator import Discriminator
@@ -82,11 +83,13 @@ def g_step(
     kl_weight: float = 2.0,
     uncond_weight: float = 1.0,
     color_weight: float = 0.0,
+    lowres_weight: float = 0.0,
     autocast: Autocast = _no_autocast,
 ) -> dict[str, float]:
     """Update G to fool every discriminator at its scale, plus lambda * KL of its Conditioning
     Augmentation and, when ``color_weight > 0``, colour consistency between consecutive scales
-    (StackGAN++ eq. 8; for v1 Stage-II, between the Stage-I image and its own).
+    (StackGAN++ eq. 8; for v1 Stage-II, between the Stage-I image and its own), and when
+    ``lowres_weight > 0`` the L1 distance of each image, downsampled, to the coarser one.
 
     ``discriminators`` judge the last ``len(discriminators)`` images of ``out`` (v1: Stage-II's
     D sees only the 256 image; v2: one D per branch). ``out`` is the generator output of this
@@ -114,6 +117,11 @@ def g_step(
             cc, terms = color_consistency(out.images[i], out.images[i - 1], color_weight)
             loss = loss + cc
             res.update({f"{k}_{i}": float(v) for k, v in terms.items()})
+    if lowres_weight > 0:
+        for i in range(1, len(out.images)):
+            lr = lowres_consistency(out.images[i], out.images[i - 1])
+            loss = loss + lowres_weight * lr
+            res[f"lowres_{i}"] = float(lr.detach())
     if out.mus:
         kl = sum(
             (kl_divergence(m.float(), lv.float()) for m, lv in zip(out.mus, out.logvars)),
