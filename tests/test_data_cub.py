@@ -157,3 +157,21 @@ def test_hard_wrong_captions_pick_the_most_similar_other_class_caption(tiny_shap
     sim = lambda w: torch.nn.functional.cosine_similarity(emb[caps], emb[w], dim=-1)  # noqa: E731
     many = ds.hard_wrong_captions(idx, caps, emb, 32, torch.Generator().manual_seed(2))
     assert sim(many).mean() > sim(one).mean()
+
+
+def test_cache_location(tmp_path, monkeypatch):
+    from stackgan.data.cub import default_cache_dir
+
+    monkeypatch.delenv("STACKGAN_CACHE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    data = tmp_path / "data"
+    data.mkdir()
+    assert default_cache_dir(data) == data / ".stackgan-cache"
+    data.chmod(0o555)  # read-only, even if we are root: the per-user cache
+    try:
+        ro = default_cache_dir(data)
+    finally:
+        data.chmod(0o755)
+    assert ro.parent == tmp_path / "home" / ".cache" / "stackgan" and ro.name.startswith("data-")
+    monkeypatch.setenv("STACKGAN_CACHE", str(tmp_path / "c"))
+    assert default_cache_dir(data).parent == tmp_path / "c"

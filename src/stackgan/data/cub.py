@@ -345,12 +345,14 @@ class TextImageDataset:
 
 
 def default_cache_dir(root: Path) -> Path:
-    """``<root>/.stackgan-cache`` when the dataset folder is writable, else a per-user cache
-    (shared datasets are often read-only)."""
-    local = root / ".stackgan-cache"
-    if os.access(root, os.W_OK):
-        return local
+    """``$STACKGAN_CACHE/<name>-<digest>`` when that variable is set; else
+    ``<root>/.stackgan-cache`` when the dataset folder is writable, else a per-user cache
+    (shared datasets are often read-only). A folder without write bits counts as read-only
+    even for root, who could write into it anyway."""
     env = os.environ.get("STACKGAN_CACHE")
-    base = Path(env) if env else Path.home() / ".cache" / "stackgan"
     digest = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:10]
+    writable = os.access(root, os.W_OK) and bool(root.stat().st_mode & 0o222)
+    if not env and writable:
+        return root / ".stackgan-cache"
+    base = Path(env) if env else Path.home() / ".cache" / "stackgan"
     return base / f"{root.name}-{digest}"
