@@ -219,6 +219,9 @@ def test_eval_writes_metrics_report_and_history(tiny_shapes, tmp_path):
         assert (out / f"fig-{name}.png").exists(), name
     with Image.open(out / "fig-nearest-neighbours.png") as im:  # rows of 1 + 5 images of 32 px
         assert im.size[0] == 6 * 32 + 7 * 2
+    with Image.open(out / "fig-stages.png") as im:  # Stage-I | Stage-II per caption, at 32 px
+        assert im.size[0] == 2 * 32 and im.size[1] % 32 == 0 and im.size[1] >= 2 * 32
+    assert "<th>generated</th><td><table><tr><th>color</th>" in page  # nested results as tables
     assert res["diversity_ca_off"] >= 0
     evaluate(
         EvalOptions(str(tiny_shapes), str(out), str(model), num_samples=12),

@@ -185,6 +185,8 @@ def evaluate(
     figs = _figures(sampler, emb, captions, fake, finals, train, train_ds, size, opts.seed)
     for name, img in figs.items():
         save_png(img, out / f"fig-{name}.png")
+    if stage_rows:  # the paper's Stage-I vs Stage-II figure, as a PNG too
+        save_png(np.concatenate(stage_rows, axis=0), out / "fig-stages.png")
 
     # 5. write: metrics.json, report.html, one line of history
     (out / "metrics.json").write_text(json.dumps(res, indent=2) + "\n")
@@ -265,6 +267,19 @@ def _r_precision(
     return out
 
 
+def _cell(value: Any) -> str:
+    """A report table cell: numbers to 4 significant digits, dicts (per-attribute, per-size
+    results) as nested tables."""
+    if isinstance(value, dict):
+        inner = "".join(
+            f"<tr><th>{html.escape(str(k))}</th><td>{_cell(v)}</td></tr>" for k, v in value.items()
+        )
+        return f"<table>{inner}</table>"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return html.escape(str(value))
+
+
 def _stage_tiles(stages: list[torch.Tensor], size: int) -> list[np.ndarray]:
     """Per sample, its stages side by side (each resized to ``size``), as one uint8 strip."""
     from stackgan.utils.images import resize_to
@@ -334,15 +349,9 @@ def _write_report(
     grid: np.ndarray,
     figs: dict[str, np.ndarray],
 ) -> None:
-    rows = []
-    for key, value in res.items():
-        if isinstance(value, dict):
-            value = ", ".join(
-                f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}" for k, v in value.items()
-            )
-        elif isinstance(value, float):
-            value = f"{value:.4g}"
-        rows.append(f"<tr><th>{html.escape(key)}</th><td>{html.escape(str(value))}</td></tr>")
+    rows = [
+        f"<tr><th>{html.escape(key)}</th><td>{_cell(value)}</td></tr>" for key, value in res.items()
+    ]
     stages = "\n".join(
         f'<figure><img alt="sample {i}" src="data:image/png;base64,{_png_b64(strip)}">'
         f"<figcaption>{html.escape(captions[i])}</figcaption></figure>"
