@@ -66,3 +66,29 @@ def test_foreign_safetensors_is_rejected(tmp_path):
     save_file({"w": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
     with pytest.raises(CheckpointError, match="not a stackgan export"):
         load_export(tmp_path / "other.safetensors")
+
+
+def test_atomic_write_permissions_and_no_leftovers(tmp_path):
+    import os
+
+    from stackgan.utils.cache import atomic_write
+
+    target = tmp_path / "sub" / "file.bin"
+    old = os.umask(0o022)
+    try:
+        atomic_write(target, lambda tmp: tmp.write_bytes(b"one"))
+        # some writers (safetensors) create their files 0600; the result follows the umask
+        atomic_write(tmp_path / "f.safetensors", lambda tmp: (tmp.touch(), tmp.chmod(0o600)))
+    finally:
+        os.umask(old)
+    assert target.read_bytes() == b"one" and (target.stat().st_mode & 0o777) == 0o644
+    assert ((tmp_path / "f.safetensors").stat().st_mode & 0o777) == 0o644
+
+    def fail(tmp):
+        tmp.write_bytes(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(target, fail)
+    assert target.read_bytes() == b"one"  # the previous file is intact
+    assert sorted(p.name for p in target.parent.iterdir()) == ["file.bin"]  # no temporary left

@@ -12,7 +12,6 @@ name in the metadata; sampling and serving load only this.
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -23,6 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from stackgan.config import ConfigError, ExperimentConfig, config_from_dict
+from stackgan.utils.cache import atomic_write
 
 FORMAT_VERSION = 1
 EXPORT_FORMAT = "stackgan-export"
@@ -44,18 +44,12 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     The rename is atomic on POSIX and Windows, so a crash mid-write leaves the previous file
     intact and never a truncated one under the real name.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+
+    def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+
+    atomic_write(path, write)
 
 
 def save_checkpoint(path: str | Path, cfg: ExperimentConfig, **state: Any) -> None:
@@ -117,13 +111,7 @@ def export_generator(
         "text_encoder": cfg.text.encoder,
         "text_dim": str(cfg.text.dim),
     }
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        save_file(tensors, str(tmp), metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
 
 def load_export(path: str | Path) -> tuple[dict[str, torch.Tensor], ExperimentConfig]:

@@ -42,6 +42,7 @@ from stackgan.metrics.inception_score import (
     train_head,
 )
 from stackgan.metrics.real import dataset_features
+from stackgan.utils.cache import atomic_write
 from stackgan.utils.images import make_grid, save_png, to_uint8
 
 logger = logging.getLogger(__name__)
@@ -395,6 +396,4 @@ window.addEventListener("load", () => {{
 </script>
 </body></html>
 """
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(page)
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: tmp.write_text(page))

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from stackgan.metrics.features import MetricError
+from stackgan.utils.cache import atomic_write
 
 MIN_IMAGES = 2  # a covariance needs at least two samples
 
@@ -35,10 +36,12 @@ class FeatureStats:
 
     def save(self, path: Path, meta: dict[str, object]) -> None:
         """Write atomically (a crash never leaves a half-written statistics file)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, mu=self.mu, sigma=self.sigma, num=self.num, meta=json.dumps(meta))
-        tmp.replace(path)
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a path
+                np.savez(f, mu=self.mu, sigma=self.sigma, num=self.num, meta=json.dumps(meta))
+
+        atomic_write(path, write)
 
     @classmethod
     def load(cls, path: Path) -> FeatureStats:

@@ -22,6 +22,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from stackgan.utils.cache import atomic_write
+
 logger = logging.getLogger(__name__)
 
 MAX_CAPTION_CHARS = 1000  # far beyond any dataset caption; longer input is almost surely a mistake
@@ -214,8 +216,6 @@ def dataset_embeddings(
         if isinstance(encoder, MiniLMEncoder)
         else (encoder.encode(captions))
     )
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(emb.half(), tmp)  # fp16 halves the cache at no cost for these magnitudes
-    os.replace(tmp, path)
+    # fp16 halves the cache at no cost for these magnitudes
+    atomic_write(path, lambda tmp: torch.save(emb.half(), tmp))
     return emb

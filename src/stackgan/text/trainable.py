@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stackgan.utils.cache import atomic_write
+
 FORMAT = "stackgan-text-encoder"
 FORMAT_VERSION = 1
 NGRAM_RANGE = (3, 5)  # fastText's character n-gram lengths
@@ -200,10 +202,7 @@ def save_matcher(path: str | Path, matcher: TextImageMatcher, info: dict[str, An
         "info": json.dumps(info),
     }
     state = {k: v.detach().cpu().contiguous() for k, v in matcher.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata=meta)
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
 
 
 def load_matcher(

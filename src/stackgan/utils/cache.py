@@ -1,4 +1,5 @@
-"""On-disk array caches (decoded images, Inception features): built once, written atomically."""
+"""Atomic file writes, and on-disk array caches (decoded images, Inception features) built once
+and written that way."""
 
 from __future__ import annotations
 
@@ -10,6 +11,31 @@ from pathlib import Path
 import numpy as np
 
 logger = logging.getLogger(__name__)
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
+    """Create ``path`` through ``write(tmp)`` on a hidden temporary sibling, fsync, then rename
+    over ``path``. The rename is atomic (POSIX and Windows), so a crash mid-write leaves the
+    previous file intact and never a truncated one under the real name; a failed write leaves
+    no temporary behind. The file gets the usual permissions (0666 minus the umask), not the
+    0600 that some writers give temporaries."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def cached_array(
@@ -27,8 +53,10 @@ def cached_array(
             pass
         logger.warning("cache %s is unreadable or stale; rebuilding it", path)
     arr = build()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
-    np.save(tmp, arr)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: _save_npy(tmp, arr))
     return arr
+
+
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file object: np.save would append .npy to a path
+        np.save(f, arr)

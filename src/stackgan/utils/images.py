@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+from stackgan.utils.cache import atomic_write
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -39,7 +40,4 @@ def make_grid(images: np.ndarray, nrow: int, pad: int = 2, fill: int = 255) -> n
 
 def save_png(array: np.ndarray, path: str | Path) -> None:
     """Write a PNG atomically (a crash never leaves a truncated image behind)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    Image.fromarray(array).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
