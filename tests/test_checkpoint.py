@@ -4,7 +4,6 @@ from safetensors.torch import save_file
 
 from stackgan.checkpoint import (
     CheckpointError,
-    atomic_torch_save,
     export_generator,
     load_checkpoint,
     load_export,
@@ -12,6 +11,7 @@ from stackgan.checkpoint import (
 )
 from stackgan.config import ExperimentConfig
 from stackgan.models.registry import build_generator
+from stackgan.utils.cache import atomic_torch_save
 
 
 def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):

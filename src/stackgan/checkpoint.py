@@ -22,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from stackgan.config import ConfigError, ExperimentConfig, config_from_dict
-from stackgan.utils.cache import atomic_write
+from stackgan.utils.cache import atomic_torch_save, atomic_write
 
 FORMAT_VERSION = 1
 EXPORT_FORMAT = "stackgan-export"
@@ -36,20 +36,6 @@ def _package_version() -> str:
     from stackgan import __version__
 
     return __version__
-
-
-def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` into a temporary sibling, fsync, then rename over ``path``.
-
-    The rename is atomic on POSIX and Windows, so a crash mid-write leaves the previous file
-    intact and never a truncated one under the real name.
-    """
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-
-    atomic_write(path, write)
 
 
 def save_checkpoint(path: str | Path, cfg: ExperimentConfig, **state: Any) -> None:

@@ -522,6 +522,17 @@ def eval_cmd(
 
 
 # ----------------------------------------------------------------------------------------------
+def _class_mask_option(where: str) -> Callable[[_F], _F]:
+    """``--class-mask/--no-class-mask``: same-class pairs are no negatives (AttnGAN's DAMSM)."""
+    return click.option(
+        "--class-mask/--no-class-mask",
+        default=True,
+        show_default=True,
+        help=f"Leave other images of the same class out of {where} (AttnGAN's DAMSM), when "
+        "the data has classes.",
+    )
+
+
 @main.group("text-encoder")
 def text_encoder() -> None:
     """Train and evaluate text encoders (captions matched against image features)."""
@@ -536,13 +547,7 @@ def text_encoder() -> None:
 @click.option("--max-train", default=0, show_default=True, help="Use the first N train images.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
-@click.option(
-    "--class-mask/--no-class-mask",
-    default=True,
-    show_default=True,
-    help="Leave other images of the same class out of each caption's negatives (AttnGAN's "
-    "DAMSM), when the data has classes.",
-)
+@_class_mask_option("each caption's negatives")
 def text_encoder_train(
     data_root: str,
     out: str,
@@ -572,7 +577,7 @@ def text_encoder_train(
     feats, ds = dataset_features(
         data_root, "train", FEATURE_SIZE, InceptionFeatures(device=device), max_images=max_train
     )
-    labels = ds.class_ids.numpy() if class_mask and ds.has_classes else None
+    labels = ds.class_ids if class_mask and ds.has_classes else None
     matcher, losses = train_matcher(
         ds.image_captions(),
         feats,
@@ -607,13 +612,7 @@ def text_encoder_train(
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--out", default=None, type=click.Path(dir_okay=False), help="JSON results file.")
-@click.option(
-    "--class-mask/--no-class-mask",
-    default=True,
-    show_default=True,
-    help="Leave other images of the same class out of the negatives when fitting the image "
-    "projection of an untrained encoder (AttnGAN's DAMSM), when the data has classes.",
-)
+@_class_mask_option("the negatives when fitting the image projection of an untrained encoder")
 def text_encoder_eval(
     data_root: str,
     encoders: tuple[str, ...],

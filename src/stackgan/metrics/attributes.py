@@ -164,8 +164,8 @@ def dataset_classifier(
 ) -> tuple[AttributeClassifier, dict[str, float]]:
     """The attribute classifier of a `shapes` dataset folder, trained on its training split once
     and cached beside it, with its accuracy on the real test split."""
-    from stackgan.checkpoint import atomic_torch_save
     from stackgan.data.cub import default_cache_dir
+    from stackgan.utils.cache import atomic_torch_save
 
     root = Path(root)
     if not (root / "attributes.jsonl").exists():

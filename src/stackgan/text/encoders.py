@@ -22,7 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from stackgan.utils.cache import atomic_write
+from stackgan.utils.cache import atomic_torch_save
 
 logger = logging.getLogger(__name__)
 
@@ -216,6 +216,5 @@ def dataset_embeddings(
         if isinstance(encoder, MiniLMEncoder)
         else (encoder.encode(captions))
     )
-    # fp16 halves the cache at no cost for these magnitudes
-    atomic_write(path, lambda tmp: torch.save(emb.half(), tmp))
+    atomic_torch_save(emb.half(), path)  # fp16 halves the cache at no cost for these magnitudes
     return emb

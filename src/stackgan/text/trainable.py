@@ -251,7 +251,7 @@ def train_matcher(
     lr: float = 1e-3,
     seed: int = 0,
     progress: bool = True,
-    labels: np.ndarray | None = None,
+    labels: torch.Tensor | np.ndarray | None = None,
 ) -> tuple[TextImageMatcher, list[float]]:
     """Train on (image, one random caption of it) pairs; returns the matcher and epoch losses.
 

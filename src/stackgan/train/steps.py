@@ -110,16 +110,16 @@ def g_step(
             loss = loss + adv
             suffix = f"_{i}" if len(discriminators) > 1 else ""
             res.update({f"{k}{suffix}": float(v) for k, v in terms.items()})
-    if color_weight > 0:
-        # finer stage pulled to the coarser one's colours, for each consecutive pair of the
-        # output: v2's branches, or v1's frozen Stage-I image and the Stage-II image
-        for i in range(1, len(out.images)):
-            cc, terms = color_consistency(out.images[i], out.images[i - 1], color_weight)
+    # finer stage pulled to the coarser one, for each consecutive pair of the output: v2's
+    # branches, or v1's frozen Stage-I image and the Stage-II image
+    for i in range(1, len(out.images)):
+        fine, coarse = out.images[i], out.images[i - 1]
+        if color_weight > 0:
+            cc, terms = color_consistency(fine, coarse, color_weight)
             loss = loss + cc
             res.update({f"{k}_{i}": float(v) for k, v in terms.items()})
-    if lowres_weight > 0:
-        for i in range(1, len(out.images)):
-            lr = lowres_consistency(out.images[i], out.images[i - 1])
+        if lowres_weight > 0:
+            lr = lowres_consistency(fine, coarse)
             loss = loss + lowres_weight * lr
             res[f"lowres_{i}"] = float(lr.detach())
     if out.mus:
