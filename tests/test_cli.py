@@ -229,3 +229,32 @@ def test_demo_writes_a_gallery_and_trains(tiny_model, tmp_path):
     assert "2 iterations of Stage-I" in page
     img_srcs = [seg.split('"')[0] for seg in page.split('src="')[1:]]
     assert img_srcs and all((out / src).exists() for src in img_srcs)  # every image resolves
+
+
+def test_text_encoder_train_and_eval_commands(tiny_shapes, tmp_path):
+    """`text-encoder train` then `text-encoder eval` on real Inception pool3 features."""
+    from stackgan.metrics.features import MetricError, default_network_path
+
+    try:
+        default_network_path()
+    except MetricError as exc:
+        pytest.skip(str(exc))
+    enc = tmp_path / "enc.safetensors"
+    args = ["text-encoder", "train", "--data", str(tiny_shapes), "--out", str(enc)]
+    res = CliRunner().invoke(main, [*args, "--epochs", "2", "--buckets", "512"])
+    assert res.exit_code == 0, res.output
+    assert f"wrote {enc}: 256-d" in res.output
+    from stackgan.text.trainable import TrainedTextEncoder
+
+    assert TrainedTextEncoder(enc).matcher.text.buckets == 512
+    bad = CliRunner().invoke(main, [*args[:-1], str(tmp_path / "enc.pt")])
+    assert bad.exit_code != 0 and "must end in .safetensors" in bad.output
+    out = tmp_path / "r.json"
+    evals = ["text-encoder", "eval", "--data", str(tiny_shapes), "--encoder", str(enc)]
+    res = CliRunner().invoke(main, [*evals, "--encoder", "random", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(out.read_text())
+    assert [r["encoder"] for r in rows] == [str(enc), "random"]
+    for r in rows:
+        assert 0 <= r["top1"] <= r["top5"] <= 1 and 0 <= r["r_precision"] <= 1
+    assert "R-precision" in res.output and "random" in res.output

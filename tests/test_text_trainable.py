@@ -76,6 +76,15 @@ def test_class_mask_drops_same_class_negatives():
         train_matcher(caps, feats, text=small, labels=ids[:3], epochs=1, progress=False)
 
 
+def test_default_encoder_is_seeded_and_sized_by_buckets():
+    caps, feats, _ = _toy(n=16)
+    runs = [train_matcher(caps, feats, buckets=300, epochs=1, progress=False) for _ in range(2)]
+    (m1, l1), (m2, l2) = runs
+    assert m1.text.buckets == 300 and m1.text.ngrams.weight.shape[0] == 300
+    assert l1 == l2  # the new encoder is built after seeding: the same run twice
+    assert torch.equal(m1.text.ngrams.weight, m2.text.ngrams.weight)
+
+
 def test_training_learns_to_match_and_round_trips(tmp_path):
     caps, feats, _ = _toy()
     text = SentenceEncoder(buckets=2000, emb_dim=16, hidden=16, out_dim=8)

@@ -547,6 +547,14 @@ def text_encoder() -> None:
 @click.option("--max-train", default=0, show_default=True, help="Use the first N train images.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
+@click.option(
+    "--buckets",
+    default=50_000,
+    show_default=True,
+    type=click.IntRange(min=16),
+    help="Rows of the hashed word/character-n-gram table (128 floats each, most of the "
+    "file's size); a small vocabulary such as shapes' needs a few thousand.",
+)
 @_class_mask_option("each caption's negatives")
 def text_encoder_train(
     data_root: str,
@@ -557,6 +565,7 @@ def text_encoder_train(
     max_train: int,
     seed: int,
     device: str,
+    buckets: int,
     class_mask: bool,
 ) -> None:
     """Train the n-gram BiGRU text encoder against Inception pool3 features of the images.
@@ -581,6 +590,7 @@ def text_encoder_train(
     matcher, losses = train_matcher(
         ds.image_captions(),
         feats,
+        buckets=buckets,
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
@@ -652,7 +662,10 @@ def text_encoder_eval(
             f"{r['top1']:7.3f} {r['top5']:7.3f}"
         )
     if out:
-        Path(out).write_text(json.dumps(rows, indent=2) + "\n")
+        from stackgan.utils.cache import atomic_write
+
+        text = json.dumps(rows, indent=2) + "\n"
+        atomic_write(Path(out), lambda tmp: tmp.write_text(text))
 
 
 from stackgan.cli.demo import demo  # noqa: E402

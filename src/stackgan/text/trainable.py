@@ -246,6 +246,7 @@ def train_matcher(
     image_feats: np.ndarray,
     *,
     text: SentenceEncoder | None = None,
+    buckets: int = 50_000,
     epochs: int = 60,
     batch_size: int = 128,
     lr: float = 1e-3,
@@ -255,6 +256,7 @@ def train_matcher(
 ) -> tuple[TextImageMatcher, list[float]]:
     """Train on (image, one random caption of it) pairs; returns the matcher and epoch losses.
 
+    ``text``: the encoder to train (default: a new ``SentenceEncoder(buckets)``, seeded).
     ``labels``: a class id per image; same-class pairs are then no negatives of each other."""
     from tqdm import tqdm
 
@@ -262,7 +264,7 @@ def train_matcher(
         raise ValueError(f"{len(captions)} caption lists for {len(image_feats)} feature rows")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    matcher = TextImageMatcher(text or SentenceEncoder(), image_feats.shape[1])
+    matcher = TextImageMatcher(text or SentenceEncoder(buckets), image_feats.shape[1])
     feats = torch.from_numpy(image_feats).float()
     classes = None if labels is None else torch.as_tensor(labels)
     if classes is not None and len(classes) != len(feats):
