@@ -142,6 +142,15 @@ def test_gan_trains_with_a_trained_encoder_and_checks_its_dimension(tiny_shapes,
     wrong = tiny_config(tiny_shapes, **{"text.encoder": str(path), "text.dim": 384})
     with pytest.raises(ConfigError, match=r"text\.dim is 384 but .* gives 12-d"):
         train(wrong, tmp_path / "run2")
+    # the export carries the encoder: it samples the same after the encoder file is gone
+    moved = tmp_path / "elsewhere" / "model.safetensors"
+    moved.parent.mkdir()
+    export.rename(moved)
+    path.unlink()
+    elsewhere = Text2ImageSampler.from_pretrained(moved)
+    again = elsewhere(["a glorbish violet thingamajig"], seed=0)
+    assert np.array_equal(np.asarray(again.images[0]), np.asarray(out.images[0]))
+    assert elsewhere.encoder.name == sampler.encoder.name  # same digest: same caption caches
 
 
 def test_text_encoder_evaluation_on_shapes(tiny_shapes, tmp_path):

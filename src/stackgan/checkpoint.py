@@ -6,7 +6,10 @@ A training checkpoint is a ``torch.save`` dict of tensors and plain data (``form
 rebuilt from the stored config, never unpickled.
 
 An inference export is the EMA generator as ``.safetensors`` with the config and text-encoder
-name in the metadata; sampling and serving load only this.
+name in the metadata; sampling and serving load only this. A model conditioned on a trained
+text encoder file (``text.encoder: path.safetensors``) carries that encoder inside the export
+(fp32 tensors under ``text_encoder.``, its header in ``text_encoder_header``), so the export
+keeps working when it is copied away from the encoder file.
 """
 
 from __future__ import annotations
@@ -22,10 +25,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from stackgan.config import ConfigError, ExperimentConfig, config_from_dict
+from stackgan.text.encoders import is_encoder_file
 from stackgan.utils.cache import atomic_torch_save, atomic_write
 
 FORMAT_VERSION = 1
 EXPORT_FORMAT = "stackgan-export"
+TEXT_PREFIX = "text_encoder."
 
 
 class CheckpointError(ValueError):
@@ -97,6 +102,14 @@ def export_generator(
         "text_encoder": cfg.text.encoder,
         "text_dim": str(cfg.text.dim),
     }
+    if cfg.model.conditional and is_encoder_file(cfg.text.encoder):
+        from stackgan.text.trainable import load_matcher, matcher_header
+
+        matcher, info = load_matcher(cfg.text.encoder)
+        for k, v in matcher.state_dict().items():  # fp32 even in half exports: same embeddings
+            tensors[TEXT_PREFIX + k] = v.detach().cpu().contiguous()
+        header = {**matcher_header(matcher), "digest": info["digest"]}
+        meta["text_encoder_header"] = json.dumps(header)
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
 
@@ -119,5 +132,32 @@ def load_export(path: str | Path) -> tuple[dict[str, torch.Tensor], ExperimentCo
         cfg = config_from_dict(json.loads(meta["config"]))
     except (KeyError, json.JSONDecodeError, ConfigError) as exc:
         raise CheckpointError(f"{path}: invalid config metadata: {exc}") from exc
-    state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+    state = {
+        k: v.float() if v.is_floating_point() else v
+        for k, v in tensors.items()
+        if not k.startswith(TEXT_PREFIX)
+    }
     return state, cfg
+
+
+def load_export_text_encoder(
+    path: str | Path,
+) -> tuple[dict[str, str], dict[str, torch.Tensor]] | None:
+    """The trained text encoder embedded in an export, as (header, matcher weights); None when
+    the export has none (a built-in encoder, or an export written before encoders were
+    embedded)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = (f.metadata() or {}).get("text_encoder_header")
+            if header is None:
+                return None
+            state = {
+                k[len(TEXT_PREFIX) :]: f.get_tensor(k)
+                for k in f.keys()  # noqa: SIM118 (safe_open is no dict)
+                if k.startswith(TEXT_PREFIX)
+            }
+        return json.loads(header), state
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: cannot read its embedded text encoder: {exc}") from exc

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from stackgan.checkpoint import CheckpointError, load_export
+from stackgan.checkpoint import CheckpointError, load_export, load_export_text_encoder
 from stackgan.config import ExperimentConfig
 from stackgan.models.registry import build_generator, output_size
 from stackgan.text.encoders import TextEncoder, build_encoder, check_captions
@@ -81,7 +81,16 @@ class Text2ImageSampler:
             raise CheckpointError(f"{path}: weights do not match the stored config: {exc}") from exc
         if not cfg.model.conditional:  # StackGAN++ unconditional mode: no text encoder
             return cls(generator, cfg, None, device)
-        encoder = build_encoder(cfg.text.encoder, device=device)
+        embedded = load_export_text_encoder(path)
+        encoder: TextEncoder
+        if embedded is not None:  # the trained encoder travels inside the export
+            from stackgan.text.trainable import TrainedTextEncoder, matcher_from_state
+
+            header, text_state = embedded
+            matcher = matcher_from_state(header, text_state, f"{path} (embedded text encoder)")
+            encoder = TrainedTextEncoder(matcher=matcher, meta=header, device=device)
+        else:
+            encoder = build_encoder(cfg.text.encoder, device=device)
         if encoder.dim != cfg.text.dim:
             raise CheckpointError(
                 f"{path} expects {cfg.text.dim}-d text but the {cfg.text.encoder} encoder gives "

@@ -168,9 +168,14 @@ def evaluate(
         res["is_num_classes"] = len(np.unique(labels))
     if "is" in res:
         res["is_splits"] = splits
-    matcher_path = opts.matcher or _own_matcher(sampler)
-    if matcher_path:
-        res.update(_r_precision(matcher_path, captions, fake, real, test_ds, opts.seed))
+    if opts.matcher:
+        from stackgan.text.trainable import TrainedTextEncoder
+
+        matcher = TrainedTextEncoder(opts.matcher)
+    else:
+        matcher = _own_matcher(sampler)
+    if matcher is not None:
+        res.update(_r_precision(matcher, captions, fake, real, test_ds, opts.seed))
     res["diversity"] = _diversity(sampler, emb, net, opts.seed)
     res["diversity_ca_off"] = _diversity(sampler, emb, net, opts.seed, ca_noise=False)
     if items is not None:
@@ -233,17 +238,16 @@ class UserClassifier:
         return np.concatenate(out)
 
 
-def _own_matcher(sampler: Any) -> str:
+def _own_matcher(sampler: Any) -> Any:
     """The generator's text encoder when it is a trained text-image model (it has an image side
-    for R-precision), else ""."""
-    from stackgan.text.encoders import is_encoder_file
+    for R-precision), else None."""
+    from stackgan.text.trainable import TrainedTextEncoder
 
-    name = str(sampler.cfg.text.encoder)
-    return name if is_encoder_file(name) and Path(name).is_file() else ""
+    return sampler.encoder if isinstance(sampler.encoder, TrainedTextEncoder) else None
 
 
 def _r_precision(
-    matcher_path: str,
+    enc: Any,
     captions: list[str],
     fake: np.ndarray,
     real: np.ndarray,
@@ -251,12 +255,12 @@ def _r_precision(
     seed: int,
 ) -> dict[str, Any]:
     """AttnGAN's R-precision of the generated images (each against its caption and 99 others),
-    with real test images and their first captions under the same model for scale."""
+    with real test images and their first captions under the same model (a
+    ``TrainedTextEncoder``) for scale."""
     from stackgan.metrics.r_precision import r_precision
-    from stackgan.text.trainable import TrainedTextEncoder
 
-    enc = TrainedTextEncoder(matcher_path)
-    out: dict[str, Any] = {"r_precision_model": matcher_path}
+    where = str(enc.path) if enc.path is not None else "the model's own (embedded) encoder"
+    out: dict[str, Any] = {"r_precision_model": where}
     txt = enc.encode(captions).double().numpy()
     out["r_precision"], out["r_precision_std"] = r_precision(
         enc.encode_images(fake).double().numpy(), txt, seed=seed

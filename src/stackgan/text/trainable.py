@@ -165,11 +165,24 @@ class TrainedTextEncoder:
     per component, the scale the GAN's Conditioning Augmentation is initialised for).
     """
 
-    def __init__(self, path: str | Path, device: str | torch.device = "cpu") -> None:
-        self.path = Path(path)
-        self.matcher, self.meta = load_matcher(self.path, device)
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        device: str | torch.device = "cpu",
+        *,
+        matcher: TextImageMatcher | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        """Load the encoder file at ``path``, or wrap an already built ``matcher`` (and its
+        header ``meta``, with a ``digest``), e.g. one embedded in a GAN export."""
+        if matcher is None:
+            if path is None:
+                raise TypeError("TrainedTextEncoder needs a path or a matcher")
+            matcher, meta = load_matcher(path, device)
+        self.path = Path(path) if path is not None else None
+        self.matcher, self.meta = matcher.to(device), dict(meta or {})
         self.dim = self.matcher.text.out_dim
-        self.name = f"trained-{self.meta['digest']}"
+        self.name = f"trained-{self.meta.get('digest', 'embedded')}"
 
     @torch.no_grad()
     def encode(self, captions: list[str], progress: bool = False) -> torch.Tensor:
@@ -194,13 +207,7 @@ def save_matcher(path: str | Path, matcher: TextImageMatcher, info: dict[str, An
     from safetensors.torch import save_file
 
     path = Path(path)
-    meta = {
-        "format": FORMAT,
-        "format_version": str(FORMAT_VERSION),
-        "text": json.dumps(matcher.text.config()),
-        "image_dim": str(matcher.image.in_features),
-        "info": json.dumps(info),
-    }
+    meta = {"format": FORMAT, **matcher_header(matcher), "info": json.dumps(info)}
     state = {k: v.detach().cpu().contiguous() for k, v in matcher.state_dict().items()}
     atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
 
@@ -227,18 +234,41 @@ def load_matcher(
         raise TextEncoderError(
             f"{path} is not a stackgan text encoder (format {meta.get('format')})"
         )
-    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
-        raise TextEncoderError(f"{path} was written by a newer stackgan; upgrade to read it")
-    text = SentenceEncoder(**json.loads(meta["text"]))
-    matcher = TextImageMatcher(text, int(meta["image_dim"]))
-    try:
-        matcher.load_state_dict(state)
-    except RuntimeError as exc:
-        raise TextEncoderError(f"{path}: weights do not match its header: {exc}") from exc
+    matcher = matcher_from_state(meta, state, str(path))
     import hashlib
 
     digest = hashlib.sha1(path.read_bytes()).hexdigest()[:12]
     return matcher.to(device), {**meta, "digest": digest}
+
+
+def matcher_from_state(
+    meta: dict[str, str], state: dict[str, torch.Tensor], where: str
+) -> TextImageMatcher:
+    """Rebuild a matcher from its header fields and weights; ``where`` names the source in
+    errors (a file, or a GAN export that embeds the encoder)."""
+    from stackgan.text.encoders import TextEncoderError
+
+    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+        raise TextEncoderError(f"{where} was written by a newer stackgan; upgrade to read it")
+    try:
+        text = SentenceEncoder(**json.loads(meta["text"]))
+        matcher = TextImageMatcher(text, int(meta["image_dim"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TextEncoderError(f"{where}: invalid text encoder header: {exc}") from exc
+    try:
+        matcher.load_state_dict(state)
+    except RuntimeError as exc:
+        raise TextEncoderError(f"{where}: weights do not match its header: {exc}") from exc
+    return matcher
+
+
+def matcher_header(matcher: TextImageMatcher) -> dict[str, str]:
+    """The header fields :func:`matcher_from_state` rebuilds a matcher from."""
+    return {
+        "format_version": str(FORMAT_VERSION),
+        "text": json.dumps(matcher.text.config()),
+        "image_dim": str(matcher.image.in_features),
+    }
 
 
 def train_matcher(
