@@ -253,8 +253,13 @@ def test_text_encoder_train_and_eval_commands(tiny_shapes, tmp_path):
     evals = ["text-encoder", "eval", "--data", str(tiny_shapes), "--encoder", str(enc)]
     res = CliRunner().invoke(main, [*evals, "--encoder", "random", "--out", str(out)])
     assert res.exit_code == 0, res.output
-    rows = json.loads(out.read_text())
+    results = json.loads(out.read_text())
+    rows = results["encoders"]
     assert [r["encoder"] for r in rows] == [str(enc), "random"]
     for r in rows:
         assert 0 <= r["top1"] <= r["top5"] <= 1 and 0 <= r["r_precision"] <= 1
-    assert "R-precision" in res.output and "random" in res.output
+    (pair,) = results["paired"]
+    assert (pair["a"], pair["b"]) == (str(enc), "random")
+    assert pair["ci95_low"] <= pair["difference"] <= pair["ci95_high"]
+    assert 0 <= pair["mcnemar_p"] <= 1
+    assert "R-precision" in res.output and "McNemar" in res.output

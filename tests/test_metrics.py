@@ -171,6 +171,28 @@ def test_r_precision_with_a_toy_encoder_of_known_answers():
     assert 0.49 <= top[1] <= 0.55 and top[5] >= top[1]
 
 
+def test_paired_comparison_of_two_encoders_hits():
+    from stackgan.metrics.r_precision import fold_stats, paired_comparison
+
+    a = np.zeros(100, dtype=bool)
+    a[:30] = True
+    b = a.copy()
+    b[:10] = False  # A alone gets 10 images, B alone none
+    cmp = paired_comparison(a, b)
+    assert cmp["difference"] == pytest.approx(0.1)
+    assert (cmp["only_a"], cmp["only_b"]) == (10, 0)
+    assert cmp["mcnemar_p"] == pytest.approx(2 / 2**10)  # exact binomial, two-sided
+    assert 0.03 <= cmp["ci95_low"] < 0.1 < cmp["ci95_high"] <= 0.17
+    same = paired_comparison(a, a)
+    assert same["difference"] == 0 and same["mcnemar_p"] == 1.0
+    b2 = a.copy()
+    b2[:5], b2[50:55] = False, True  # 5 each way: no evidence either way
+    assert paired_comparison(a, b2)["mcnemar_p"] == 1.0
+    assert fold_stats(a, folds=10) == (pytest.approx(0.3), pytest.approx(0.4582576))
+    with pytest.raises(MetricError, match="equal-length"):
+        paired_comparison(a, b[:50])
+
+
 def test_r_precision_groups_keep_an_images_own_captions_out_of_the_negatives():
     from stackgan.metrics.r_precision import r_precision
 

@@ -661,10 +661,30 @@ def text_encoder_eval(
             f"{r['encoder'][-40:]:40s} {r['r_precision']:8.3f} ± {r['r_precision_std']:.3f} "
             f"{r['top1']:7.3f} {r['top5']:7.3f}"
         )
+    pairs = []
+    if len(rows) > 1:
+        from stackgan.metrics.r_precision import paired_comparison
+
+        click.echo(
+            "\npaired (same images, same negatives): difference of R-precision, 95% bootstrap "
+            "interval, exact McNemar p"
+        )
+        for i, a in enumerate(rows):
+            for b in rows[i + 1 :]:
+                cmp = paired_comparison(a["hits"], b["hits"], seed=seed)
+                pairs.append({"a": a["encoder"], "b": b["encoder"], **cmp})
+                click.echo(
+                    f"  {a['encoder'][-30:]} - {b['encoder'][-30:]}: {cmp['difference']:+.3f} "
+                    f"[{cmp['ci95_low']:+.3f}, {cmp['ci95_high']:+.3f}]  p = {cmp['mcnemar_p']:.2g}"
+                )
     if out:
         from stackgan.utils.cache import atomic_write
 
-        text = json.dumps(rows, indent=2) + "\n"
+        results = {
+            "encoders": [{k: v for k, v in r.items() if k != "hits"} for r in rows],
+            "paired": pairs,
+        }
+        text = json.dumps(results, indent=2) + "\n"
         atomic_write(Path(out), lambda tmp: tmp.write_text(text))
 
 

@@ -12,6 +12,8 @@ the fraction whose own image is among the first k.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from stackgan.metrics.features import MetricError
@@ -27,21 +29,21 @@ def _normalise(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def r_precision(
+def r_precision_hits(
     image_feats: np.ndarray,
     text_feats: np.ndarray,
     num_negatives: int = ATTNGAN_NEGATIVES,
-    folds: int = ATTNGAN_FOLDS,
     seed: int = 0,
     groups: np.ndarray | None = None,
-) -> tuple[float, float]:
-    """Mean and std over ``folds`` of the R = 1 precision.
+) -> np.ndarray:
+    """(N,) bool: whether each image's true caption outranks all its ``num_negatives`` drawn
+    captions. The negatives depend only on N, ``groups`` and ``seed``, so two encoders scored
+    on the same images with the same seed face the same draws (a paired comparison).
 
     Args:
         image_feats: (N, D) image embeddings.
         text_feats: (N, D) the matching caption of each image, same row order.
         num_negatives: mismatched captions per image (99).
-        folds: the images are split into this many folds for the std.
         seed: draws the negatives.
         groups: optional (N,) ids; negatives never share the image's id (e.g. two captions of
             the same image). Default: each row is its own group.
@@ -60,8 +62,55 @@ def r_precision(
         neg = rng.choice(pool, size=num_negatives, replace=len(pool) < num_negatives)
         scores = txt[neg] @ img[i]
         hits[i] = float(txt[i] @ img[i]) > scores.max() + TIE_TOLERANCE
-    per_fold = [float(f.mean()) for f in np.array_split(hits, min(folds, n)) if len(f)]
+    return hits
+
+
+def fold_stats(hits: np.ndarray, folds: int = ATTNGAN_FOLDS) -> tuple[float, float]:
+    """Mean and std over ``folds`` consecutive folds of per-image hits (AttnGAN's report)."""
+    per_fold = [float(f.mean()) for f in np.array_split(hits, min(folds, len(hits))) if len(f)]
     return float(np.mean(per_fold)), float(np.std(per_fold))
+
+
+def r_precision(
+    image_feats: np.ndarray,
+    text_feats: np.ndarray,
+    num_negatives: int = ATTNGAN_NEGATIVES,
+    folds: int = ATTNGAN_FOLDS,
+    seed: int = 0,
+    groups: np.ndarray | None = None,
+) -> tuple[float, float]:
+    """Mean and std over ``folds`` of the R = 1 precision (arguments as
+    :func:`r_precision_hits`)."""
+    return fold_stats(r_precision_hits(image_feats, text_feats, num_negatives, seed, groups), folds)
+
+
+def paired_comparison(
+    hits_a: np.ndarray, hits_b: np.ndarray, resamples: int = 10_000, seed: int = 0
+) -> dict[str, float]:
+    """Is encoder A's R-precision above B's on the same images and draws?
+
+    The fold standard deviation AttnGAN reports is the spread of ~N/10-image folds, not the
+    uncertainty of the mean, and ignores that both encoders face the same images. This pairs
+    them: the difference of means with a 95% bootstrap interval over images, and the exact
+    two-sided McNemar p-value (a binomial test on the images exactly one of the two gets)."""
+    a, b = np.asarray(hits_a, dtype=bool), np.asarray(hits_b, dtype=bool)
+    if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
+        raise MetricError(f"paired hits must be two equal-length vectors, got {a.shape}/{b.shape}")
+    diff = a.astype(np.float64) - b.astype(np.float64)
+    rng = np.random.default_rng(seed)
+    boot = diff[rng.integers(0, len(diff), size=(resamples, len(diff)))].mean(1)
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    n = only_a + only_b
+    tail = sum(math.comb(n, k) for k in range(min(only_a, only_b) + 1))
+    p = min(1.0, 2 * tail / 2**n) if n else 1.0
+    return {
+        "difference": float(diff.mean()),
+        "ci95_low": float(np.quantile(boot, 0.025)),
+        "ci95_high": float(np.quantile(boot, 0.975)),
+        "only_a": only_a,
+        "only_b": only_b,
+        "mcnemar_p": p,
+    }
 
 
 def retrieval_topk(

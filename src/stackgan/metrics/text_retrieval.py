@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from stackgan.metrics.r_precision import r_precision, retrieval_topk
+from stackgan.metrics.r_precision import fold_stats, r_precision_hits, retrieval_topk
 from stackgan.metrics.real import dataset_features
 from stackgan.text.trainable import INIT_LOGIT_SCALE, matching_loss
 
@@ -108,7 +108,8 @@ def evaluate_text_encoder(
         with torch.no_grad():
             images = proj(torch.from_numpy(test_feats).float())
     t, v = text.double().numpy(), images.double().numpy()
-    r_mean, r_std = r_precision(v, t, seed=seed)
+    hits = r_precision_hits(v, t, seed=seed)
+    r_mean, r_std = fold_stats(hits)
     top = retrieval_topk(v, t)
     return {
         "data": str(data_root),
@@ -119,4 +120,5 @@ def evaluate_text_encoder(
         "r_precision_std": r_std,
         "top1": top[1],
         "top5": top[5],
+        "hits": hits,  # per test image, for paired comparisons (not JSON)
     }
