@@ -170,3 +170,21 @@ def test_text_encoder_evaluation_on_shapes(tiny_shapes, tmp_path):
     save_matcher(tmp_path / "e.safetensors", matcher, {})
     res = evaluate_text_encoder(tiny_shapes, str(tmp_path / "e.safetensors"), net, progress=False)
     assert set(res) >= {"r_precision", "r_precision_std", "top1", "top5"}
+
+
+def test_caption_embeddings_are_the_same_fresh_and_from_the_cache(tmp_path):
+    """The first run must train on what later runs read back (the cache is fp16)."""
+    from stackgan.text.encoders import dataset_embeddings
+
+    caps, feats, _ = _toy(8)
+    matcher, _ = train_matcher(
+        caps, feats, text=SentenceEncoder(500, 8, 8, 12), epochs=1, progress=False
+    )
+    path = tmp_path / "enc.safetensors"
+    save_matcher(path, matcher, {})
+    flat = [c for cs in caps for c in cs]
+    fresh = dataset_embeddings(flat, str(path), tmp_path / "cache", progress=False)
+    (cached_file,) = (tmp_path / "cache").glob("text-*.pt")
+    cached = dataset_embeddings(flat, str(path), tmp_path / "cache", progress=False)
+    assert fresh.dtype == cached.dtype == torch.float32 and torch.equal(fresh, cached)
+    assert torch.load(cached_file, weights_only=True).dtype == torch.float16

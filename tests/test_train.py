@@ -135,6 +135,28 @@ def test_resume_continues_the_run_exactly(tiny_shapes, tmp_path):
     assert load_config(run / "config-until-0000001.yaml") == cfg1
 
 
+def test_time_budget_stops_training_and_counts_across_resumes(tiny_shapes, tmp_path):
+    # a budget far below one iteration: stop after the first, with checkpoint and export
+    cfg = tiny_config(tiny_shapes, **{"train.total_iters": 50, "train.time_budget_min": 1e-6})
+    export = train(cfg, tmp_path / "r")
+    ckpt = load_checkpoint(tmp_path / "r" / "checkpoint-latest.pt")
+    assert ckpt["step"] == 1 and export.is_file()
+    spent = ckpt["train_seconds"]
+    (rec,) = [json.loads(ln) for ln in (tmp_path / "r" / "stats.jsonl").read_text().splitlines()]
+    assert rec["step"] == 1 and spent > 0
+    assert rec["train_seconds"] == pytest.approx(spent, abs=0.01)
+    # resumed with the same budget: it is already spent, one more iteration and stop
+    train(cfg, tmp_path / "r", resume=tmp_path / "r" / "checkpoint-latest.pt")
+    again = load_checkpoint(tmp_path / "r" / "checkpoint-latest.pt")
+    assert again["step"] == 2 and again["train_seconds"] > spent
+    # no budget: total_iters decides
+    cfg3 = tiny_config(tiny_shapes, **{"train.total_iters": 3})
+    train(cfg3, tmp_path / "r", resume=tmp_path / "r" / "checkpoint-latest.pt")
+    assert load_checkpoint(tmp_path / "r" / "checkpoint-latest.pt")["step"] == 3
+    with pytest.raises(ConfigError, match="time_budget_min"):
+        tiny_config(tiny_shapes, **{"train.time_budget_min": -1})
+
+
 def test_resume_refuses_a_different_model(tiny_shapes, tmp_path):
     train(tiny_config(tiny_shapes), tmp_path / "r")
     other = tiny_config(tiny_shapes, **{"model.ngf": 8, "train.total_iters": 2})

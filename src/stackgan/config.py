@@ -189,8 +189,14 @@ class TrainConfig:
     metric_ticks: int = 0
     metric_samples: int = 256
     metric_fid: bool = False
+    # Stop (checkpoint, export) once this many minutes were spent in training iterations,
+    # counted across resumes and without the tick maintenance (grids, metrics, checkpoints);
+    # 0 = no limit. For comparisons at equal training time (v1 vs v2).
+    time_budget_min: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.time_budget_min < 0:
+            raise ConfigError("train.time_budget_min must be >= 0 (0 = no limit)")
         if self.metric_ticks < 0 or self.metric_samples < 2:
             raise ConfigError("train.metric_ticks must be >= 0 and metric_samples >= 2")
         if self.batch_size < 2:

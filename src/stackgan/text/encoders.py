@@ -216,5 +216,6 @@ def dataset_embeddings(
         if isinstance(encoder, MiniLMEncoder)
         else (encoder.encode(captions))
     )
-    atomic_torch_save(emb.half(), path)  # fp16 halves the cache at no cost for these magnitudes
-    return emb
+    emb = emb.half()  # fp16 halves the cache at no cost for these magnitudes
+    atomic_torch_save(emb, path)
+    return emb.float()  # what a later run reads back: the first run trains on the same inputs

@@ -211,6 +211,7 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
     step = 0
     data_rng_state = None
     metric_best = None  # the best training-metric score so far, carried across resumes
+    train_seconds = 0.0  # time in training iterations (no tick maintenance), across resumes
     if resume is not None:
         ckpt = load_checkpoint(resume)
         old = checkpoint_config(ckpt, resume)
@@ -228,6 +229,7 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
         set_rng_state(ckpt["rng"])
         data_rng_state = ckpt["rng"].get("data")
         metric_best = ckpt.get("metric_best")
+        train_seconds = float(ckpt.get("train_seconds", 0.0))
         step = int(ckpt["step"])
         logger.info("resumed from %s at iteration %d", resume, step)
 
@@ -272,7 +274,9 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
     perm = torch.empty(0, dtype=torch.long)
     perm_epoch = -1
     try:
+        budget_s = tc.time_budget_min * 60
         while step < tc.total_iters:
+            iter_start = time.time()
             epoch, pos = divmod(step, iters_per_epoch)
             if epoch != perm_epoch:  # a fresh shuffle each epoch, reproducible from the step
                 perm = torch.randperm(
@@ -344,6 +348,7 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
             )
             update_ema(g_ema, generator, tc.ema_decay)
             step += 1
+            train_seconds += time.time() - iter_start
             for k, v in stats.items():
                 tick_stats.setdefault(k, []).append(v)
             if pbar is not None:
@@ -352,7 +357,8 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
                     pbar.set_postfix(d=f"{stats['d_loss']:.3f}", g=f"{stats['g_loss']:.3f}")
 
             # 7. Maintenance on ticks -------------------------------------------------------------
-            done = step >= tc.total_iters
+            out_of_time = budget_s > 0 and train_seconds >= budget_s
+            done = step >= tc.total_iters or out_of_time
             if step % tc.tick_iters == 0 or done:
                 tick = step // tc.tick_iters
                 elapsed = time.time() - tick_start
@@ -362,6 +368,7 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
                     "epoch": epoch,
                     "lr_scale": lr_scale,
                     "sec_per_iter": elapsed / max(len(tick_stats.get("d_loss", [1])), 1),
+                    "train_seconds": round(train_seconds, 2),
                     **means,
                 }
                 if monitor is not None and monitor.active and (tick % tc.metric_ticks == 0 or done):
@@ -404,10 +411,14 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
                         },
                         rng={**rng_state(), "data": gen.get_state()},
                         metric_best=None if monitor is None else monitor.best_state(),
+                        train_seconds=train_seconds,
                     )
                     export_generator(run_dir / EXPORT, g_ema.state_dict(), cfg)
                 tick_stats = {}
                 tick_start = time.time()
+            if out_of_time:
+                logger.info("time budget of %g min spent at iteration %d", tc.time_budget_min, step)
+                break
     finally:
         if pbar is not None:
             pbar.close()
