@@ -188,3 +188,18 @@ def test_caption_embeddings_are_the_same_fresh_and_from_the_cache(tmp_path):
     cached = dataset_embeddings(flat, str(path), tmp_path / "cache", progress=False)
     assert fresh.dtype == cached.dtype == torch.float32 and torch.equal(fresh, cached)
     assert torch.load(cached_file, weights_only=True).dtype == torch.float16
+
+
+def test_class_mask_is_automatic_off_for_shapes_on_for_species(tiny_shapes, tmp_path):
+    from types import SimpleNamespace
+
+    from stackgan.data.cub import TextImageDataset
+    from stackgan.metrics.text_retrieval import mask_labels
+
+    shapes = TextImageDataset(tiny_shapes, "train", progress=False)
+    assert shapes.has_classes and mask_labels(shapes) is None  # shape-colour classes: no mask
+    assert torch.equal(mask_labels(shapes, True), torch.as_tensor(shapes.class_ids))
+    birds = SimpleNamespace(root=tmp_path, has_classes=True, class_ids=torch.tensor([3, 3, 7]))
+    assert torch.equal(mask_labels(birds), birds.class_ids)  # species: masked by default
+    assert mask_labels(birds, False) is None
+    assert mask_labels(SimpleNamespace(root=tmp_path, has_classes=False, class_ids=None)) is None

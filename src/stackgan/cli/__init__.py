@@ -526,10 +526,10 @@ def _class_mask_option(where: str) -> Callable[[_F], _F]:
     """``--class-mask/--no-class-mask``: same-class pairs are no negatives (AttnGAN's DAMSM)."""
     return click.option(
         "--class-mask/--no-class-mask",
-        default=True,
-        show_default=True,
-        help=f"Leave other images of the same class out of {where} (AttnGAN's DAMSM), when "
-        "the data has classes.",
+        default=None,
+        help=f"Leave other images of the same class out of {where} (AttnGAN's DAMSM). "
+        "Default: on when the data has classes, except for shapes (whose shape-colour classes "
+        "do not fix the caption).",
     )
 
 
@@ -566,7 +566,7 @@ def text_encoder_train(
     seed: int,
     device: str,
     buckets: int,
-    class_mask: bool,
+    class_mask: bool | None,
 ) -> None:
     """Train the n-gram BiGRU text encoder against Inception pool3 features of the images.
 
@@ -580,13 +580,13 @@ def text_encoder_train(
         raise click.UsageError("--out must end in .safetensors")
     from stackgan.metrics.features import InceptionFeatures
     from stackgan.metrics.real import dataset_features
-    from stackgan.metrics.text_retrieval import FEATURE_SIZE
+    from stackgan.metrics.text_retrieval import FEATURE_SIZE, mask_labels
     from stackgan.text.trainable import save_matcher, train_matcher
 
     feats, ds = dataset_features(
         data_root, "train", FEATURE_SIZE, InceptionFeatures(device=device), max_images=max_train
     )
-    labels = ds.class_ids if class_mask and ds.has_classes else None
+    labels = mask_labels(ds, class_mask)
     matcher, losses = train_matcher(
         ds.image_captions(),
         feats,
@@ -630,7 +630,7 @@ def text_encoder_eval(
     seed: int,
     device: str,
     out: str | None,
-    class_mask: bool,
+    class_mask: bool | None,
 ) -> None:
     """R-precision (1 true + 99 random captions) and top-1/5 text-to-image retrieval.
 

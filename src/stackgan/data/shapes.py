@@ -438,6 +438,12 @@ def _write_into(root: Path, num: int, seed: int, size: int, progress: bool) -> N
     (root / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
+def is_shapes_root(root: str | Path) -> bool:
+    """Whether ``root`` is a rendered ``shapes`` dataset (it has the ground-truth attributes)."""
+    root = Path(root)
+    return (root / "meta.json").is_file() and (root / "attributes.jsonl").is_file()
+
+
 def load_attributes(root: str | Path) -> dict[str, ShapeAttributes]:
     """Read ``attributes.jsonl`` of a written dataset: key -> attributes."""
     out = {}

@@ -78,8 +78,10 @@ class EvalOptions:
 
 def _captions(opts: EvalOptions, ds: Any) -> tuple[list[str], list[Any] | None]:
     """One caption per test image (and the shapes attributes when the dataset has them)."""
+    from stackgan.data.shapes import is_shapes_root
+
     root = Path(opts.data_root)
-    if (root / "meta.json").exists() and (root / "attributes.jsonl").exists():
+    if is_shapes_root(root):
         from stackgan.metrics.consistency import test_captions
 
         items = test_captions(root, opts.split, opts.num_samples, opts.seed)

@@ -55,6 +55,21 @@ def fit_projection(
     return proj.eval().requires_grad_(False)
 
 
+def mask_labels(ds: Any, class_mask: bool | None = None) -> torch.Tensor | None:
+    """The class id per image for same-class masking in the matching loss, or None (no mask).
+
+    ``class_mask`` None is automatic: on when the data has classes, except for ``shapes``. A
+    CUB species or Oxford flower class is what its captions mostly describe, so two captions
+    of one class fit each other's image and make false negatives; a ``shapes`` class (shape
+    and colour) leaves background, size, position and pattern to tell its images apart, and
+    masking it drops the very negatives that teach those."""
+    from stackgan.data.shapes import is_shapes_root
+
+    if class_mask is None:
+        class_mask = not is_shapes_root(ds.root)
+    return ds.class_ids if class_mask and ds.has_classes else None
+
+
 def evaluate_text_encoder(
     data_root: str | Path,
     encoder: str,
@@ -64,7 +79,7 @@ def evaluate_text_encoder(
     seed: int = 0,
     device: str = "cpu",
     progress: bool = True,
-    class_mask: bool = True,
+    class_mask: bool | None = None,
 ) -> dict[str, Any]:
     """R-precision and retrieval of ``encoder`` ("minilm", "random" or a trained file) on the
     test split of ``data_root``. Untrained encoders get a linear image projection fitted on the
@@ -102,7 +117,7 @@ def evaluate_text_encoder(
         train_caps = train_ds.image_captions()
         flat = encode([c for caps in train_caps for c in caps])
         counts = [len(c) for c in train_caps]
-        labels = train_ds.class_ids if class_mask and train_ds.has_classes else None
+        labels = mask_labels(train_ds, class_mask)
         proj = fit_projection(list(flat.split(counts)), train_feats, seed=seed, labels=labels)
         text = encode(test_caps)
         with torch.no_grad():

@@ -12,7 +12,6 @@ improves, the generator is exported as ``model-best.safetensors``. The same func
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,8 +29,9 @@ class MetricMonitor:
     def __init__(self, cfg: ExperimentConfig, device: torch.device) -> None:
         self.cfg = cfg
         self.device = device
-        root = Path(cfg.data.root)
-        self.shapes = (root / "meta.json").exists() and (root / "attributes.jsonl").exists()
+        from stackgan.data.shapes import is_shapes_root
+
+        self.shapes = is_shapes_root(cfg.data.root)
         self.best: float | None = None
         self._encoder: Any = None
         self._net: Any = None
