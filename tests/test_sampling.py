@@ -62,5 +62,8 @@ def test_bundled_model_is_small_and_samples():
     assert np.array_equal(np.asarray(out.images[1]), np.asarray(again.images[1]))
     with pytest.raises(ValueError, match="num_images"):
         sampler(["x"], num_images=0)
+    # words in no shapes caption (minilm reads any sentence)
+    odd = sampler(["a crimsonish glorb-shaped thingamajig on a sky blue background"], seed=0)
+    assert odd.images[0].size == (256, 256)
     assert sampler.to("cpu").encode_text(["a"]).shape == (1, 384)
     assert isinstance(sampler.generate(torch.zeros(1, 384), ca_noise=False)[-1], torch.Tensor)
