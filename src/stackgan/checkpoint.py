@@ -17,12 +17,13 @@ from __future__ import annotations
 import json
 import pickle
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from stackgan.config import ConfigError, ExperimentConfig, config_from_dict
 from stackgan.text.encoders import is_encoder_file
@@ -113,17 +114,25 @@ def export_generator(
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
 
-def load_export(path: str | Path) -> tuple[dict[str, torch.Tensor], ExperimentConfig]:
-    """Read an inference export -> (fp32 state dict, config)."""
+def _read_export(
+    path: Path, keep: Callable[[str], bool]
+) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """An export's metadata and the tensors whose names pass ``keep``; only those are read."""
     from safetensors import safe_open
 
+    with safe_open(str(path), framework="pt") as f:
+        keys = [k for k in f.keys() if keep(k)]  # noqa: SIM118 (safe_open is no dict)
+        return f.metadata() or {}, {k: f.get_tensor(k) for k in keys}
+
+
+def load_export(path: str | Path) -> tuple[dict[str, torch.Tensor], ExperimentConfig]:
+    """Read an inference export -> (fp32 generator state dict, config); an embedded text
+    encoder is left on disk (:func:`load_export_text_encoder` reads it)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"model file not found: {path}")
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        tensors = load_file(str(path))
+        meta, tensors = _read_export(path, lambda k: not k.startswith(TEXT_PREFIX))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"model file {path} is truncated or corrupt: {exc}") from exc
     if meta.get("format") != EXPORT_FORMAT:
@@ -132,11 +141,7 @@ def load_export(path: str | Path) -> tuple[dict[str, torch.Tensor], ExperimentCo
         cfg = config_from_dict(json.loads(meta["config"]))
     except (KeyError, json.JSONDecodeError, ConfigError) as exc:
         raise CheckpointError(f"{path}: invalid config metadata: {exc}") from exc
-    state = {
-        k: v.float() if v.is_floating_point() else v
-        for k, v in tensors.items()
-        if not k.startswith(TEXT_PREFIX)
-    }
+    state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
     return state, cfg
 
 
@@ -146,18 +151,11 @@ def load_export_text_encoder(
     """The trained text encoder embedded in an export, as (header, matcher weights); None when
     the export has none (a built-in encoder, or an export written before encoders were
     embedded)."""
-    from safetensors import safe_open
-
     try:
-        with safe_open(str(path), framework="pt") as f:
-            header = (f.metadata() or {}).get("text_encoder_header")
-            if header is None:
-                return None
-            state = {
-                k[len(TEXT_PREFIX) :]: f.get_tensor(k)
-                for k in f.keys()  # noqa: SIM118 (safe_open is no dict)
-                if k.startswith(TEXT_PREFIX)
-            }
-        return json.loads(header), state
+        meta, tensors = _read_export(Path(path), lambda k: k.startswith(TEXT_PREFIX))
+        header = meta.get("text_encoder_header")
+        if header is None:
+            return None
+        return json.loads(header), {k[len(TEXT_PREFIX) :]: v for k, v in tensors.items()}
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: cannot read its embedded text encoder: {exc}") from exc
