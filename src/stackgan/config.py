@@ -27,6 +27,7 @@ V2_MAX_BRANCHES = 4  # StackGAN++ reference code builds up to four branches (64.
 # Colour-consistency lambda_1 when unconditional training leaves it on: the StackGAN-v2 reference
 # presets that enable it (COLOR_CONSISTENCY = 50); the covariance term is 5x this (paper, eq. 8).
 COLOR_WEIGHT_UNCOND = 50.0
+AUGMENT_NAMES = ("translation", "cutout")  # loss.augment; implemented in stackgan.augment
 
 
 class ConfigError(ValueError):
@@ -141,8 +142,19 @@ class LossConfig:
     # this term pins the layout and the object's colour, so v1 Stage-II refines its Stage-I
     # image instead of repainting it. 0 = off (the papers).
     lowres_weight: float = 0.0
+    # Differentiable augmentation of every image D sees, real and generated, in the D and the
+    # G update (DiffAugment, Zhao et al. 2020; not in either paper): a comma-separated list of
+    # "translation" (shift by up to 1/8 of the size) and "cutout" (zero a half-size square; it
+    # can hide the captioned object). "" = off (the papers).
+    augment: str = ""
 
     def __post_init__(self) -> None:
+        names = [n.strip() for n in self.augment.split(",") if n.strip()]
+        unknown = [n for n in names if n not in AUGMENT_NAMES]
+        if unknown:
+            raise ConfigError(
+                f"loss.augment: unknown augmentation {unknown}; choose from {list(AUGMENT_NAMES)}"
+            )
         if self.wrong_candidates < 1:
             raise ConfigError("loss.wrong_candidates must be at least 1")
         if self.lowres_weight < 0:

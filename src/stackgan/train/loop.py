@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from stackgan.augment import make_augment
 from stackgan.checkpoint import (
     CheckpointError,
     checkpoint_config,
@@ -206,6 +207,7 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
     # one phase per discriminator, each with its own optimiser (StackGAN++ has one per branch)
     d_opts = [torch.optim.Adam(d.parameters(), lr=oc.d_lr, betas=oc.betas) for d in discriminators]
     color_weight = cfg.loss.effective_color_weight(cfg.model.conditional)
+    augment = make_augment(cfg.loss.augment)
 
     # 5. Resume -----------------------------------------------------------------------------------
     step = 0
@@ -327,6 +329,7 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
                     wrong_fake_weight=cfg.loss.wrong_fake_weight,
                     uncond_weight=cfg.loss.uncond_weight,
                     autocast=autocast,
+                    augment=augment,
                 )
                 suffix = f"_{i}" if len(discriminators) > 1 else ""
                 stats.update({f"{k}{suffix}": v for k, v in d_stats.items()})
@@ -344,6 +347,7 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
                     color_weight=color_weight,
                     lowres_weight=cfg.loss.lowres_weight,
                     autocast=autocast,
+                    augment=augment,
                 )
             )
             update_ema(g_ema, generator, tc.ema_decay)

@@ -20,6 +20,11 @@ from stackgan.models.discriminator import Discriminator
 from stackgan.models.v1 import GeneratorOutput
 
 Autocast = Callable[[], contextlib.AbstractContextManager[object]]
+Augment = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
 
 
 def _no_autocast() -> contextlib.AbstractContextManager[object]:
@@ -37,6 +42,7 @@ def d_step(
     wrong_fake_weight: float = 0.5,
     uncond_weight: float = 1.0,
     autocast: Autocast = _no_autocast,
+    augment: Augment | None = None,
 ) -> dict[str, float]:
     """Update D on (real, text), (real, wrong text) and (fake, text).
 
@@ -44,11 +50,13 @@ def d_step(
         real, fake: (B, 3, S, S) images at D's resolution; ``fake`` is detached here.
         text, wrong_text: (B, text_dim) matching and mismatched embeddings; None for an
             unconditional model (D then only tells real from fake).
+        augment: applied to both images before D sees them (``loss.augment``).
     """
+    aug = augment or _identity
     optimizer.zero_grad(set_to_none=True)
     with autocast():
-        real_code = discriminator.encode(real)  # encoded once, scored with both texts
-        fake_code = discriminator.encode(fake.detach())
+        real_code = discriminator.encode(aug(real))  # encoded once, scored with both texts
+        fake_code = discriminator.encode(aug(fake.detach()))
         if text is None or wrong_text is None:
             real_u, fake_u = (
                 discriminator.uncond_logits(real_code),
@@ -85,6 +93,7 @@ def g_step(
     color_weight: float = 0.0,
     lowres_weight: float = 0.0,
     autocast: Autocast = _no_autocast,
+    augment: Augment | None = None,
 ) -> dict[str, float]:
     """Update G to fool every discriminator at its scale, plus lambda * KL of its Conditioning
     Augmentation and, when ``color_weight > 0``, colour consistency between consecutive scales
@@ -94,15 +103,17 @@ def g_step(
     ``discriminators`` judge the last ``len(discriminators)`` images of ``out`` (v1: Stage-II's
     D sees only the 256 image; v2: one D per branch). ``out`` is the generator output of this
     iteration (the same fakes D was just trained on, as the reference code does); D's
-    parameters receive gradients but are not stepped here.
+    parameters receive gradients but are not stepped here. ``augment`` is applied to each image
+    before its D, as in :func:`d_step`.
     """
+    aug = augment or _identity
     optimizer.zero_grad(set_to_none=True)
     images = out.images[-len(discriminators) :]
     res: dict[str, float] = {}
     loss = torch.zeros((), device=images[-1].device)
     with autocast():
         for i, (d, img) in enumerate(zip(discriminators, images)):
-            code = d.encode(img)
+            code = d.encode(aug(img))
             cond = d.cond_logits(code, text) if text is not None and d.conditional else None
             adv, terms = generator_adv_loss(
                 cond, d.uncond_logits(code), uncond_weight=uncond_weight
