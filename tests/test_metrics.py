@@ -193,6 +193,16 @@ def test_paired_comparison_of_two_encoders_hits():
         paired_comparison(a, b[:50])
 
 
+def test_paired_comparison_bootstrap_in_chunks_is_the_same_draw(monkeypatch):
+    from stackgan.metrics import r_precision
+
+    rng = np.random.default_rng(1)
+    a, b = rng.random(300) < 0.3, rng.random(300) < 0.2
+    whole = r_precision.paired_comparison(a, b, resamples=1000)
+    monkeypatch.setattr(r_precision, "BOOTSTRAP_CHUNK", 300 * 7)  # 7 resamples a draw, 143 draws
+    assert r_precision.paired_comparison(a, b, resamples=1000) == whole
+
+
 def test_r_precision_groups_keep_an_images_own_captions_out_of_the_negatives():
     from stackgan.metrics.r_precision import r_precision
 

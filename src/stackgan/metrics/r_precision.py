@@ -84,6 +84,9 @@ def r_precision(
     return fold_stats(r_precision_hits(image_feats, text_feats, num_negatives, seed, groups), folds)
 
 
+BOOTSTRAP_CHUNK = 1 << 22  # resampled indices drawn at a time (32 MB of int64)
+
+
 def paired_comparison(
     hits_a: np.ndarray, hits_b: np.ndarray, resamples: int = 10_000, seed: int = 0
 ) -> dict[str, float]:
@@ -98,7 +101,13 @@ def paired_comparison(
         raise MetricError(f"paired hits must be two equal-length vectors, got {a.shape}/{b.shape}")
     diff = a.astype(np.float64) - b.astype(np.float64)
     rng = np.random.default_rng(seed)
-    boot = diff[rng.integers(0, len(diff), size=(resamples, len(diff)))].mean(1)
+    chunk = max(1, BOOTSTRAP_CHUNK // len(diff))  # resamples per draw: bounded memory at any N
+    boot = np.concatenate(
+        [
+            diff[rng.integers(0, len(diff), size=(min(chunk, resamples - s), len(diff)))].mean(1)
+            for s in range(0, resamples, chunk)
+        ]
+    )
     only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
     n = only_a + only_b
     tail = sum(math.comb(n, k) for k in range(min(only_a, only_b) + 1))
