@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import torch
 
-from stackgan.config import AUGMENT_NAMES
+from stackgan.config import AUGMENT_NAMES, augment_names
 
 __all__ = ["AUGMENTS", "make_augment", "rand_cutout", "rand_translation"]
 
@@ -62,13 +62,9 @@ assert tuple(AUGMENTS) == AUGMENT_NAMES  # the names the config accepts
 
 def make_augment(policy: str) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """``"translation,cutout"`` -> a function applying each in turn; ``""`` -> None."""
-    names = [n.strip() for n in policy.split(",") if n.strip()]
-    unknown = [n for n in names if n not in AUGMENTS]
-    if unknown:
-        raise ValueError(f"unknown augmentation {unknown}; choose from {sorted(AUGMENTS)}")
-    if not names:
+    fns = [AUGMENTS[n] for n in augment_names(policy)]  # ConfigError (a ValueError) if unknown
+    if not fns:
         return None
-    fns = [AUGMENTS[n] for n in names]
 
     def augment(x: torch.Tensor) -> torch.Tensor:
         for fn in fns:

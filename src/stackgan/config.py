@@ -122,6 +122,18 @@ class ModelConfig:
             raise ConfigError("model.conditional: false (unconditional mode) needs version v2")
 
 
+def augment_names(policy: str) -> list[str]:
+    """``loss.augment`` -> its names (``"translation, cutout"`` -> ["translation", "cutout"]);
+    a ConfigError names any unknown one."""
+    names = [n.strip() for n in policy.split(",") if n.strip()]
+    unknown = [n for n in names if n not in AUGMENT_NAMES]
+    if unknown:
+        raise ConfigError(
+            f"loss.augment: unknown augmentation {unknown}; choose from {list(AUGMENT_NAMES)}"
+        )
+    return names
+
+
 @dataclass(frozen=True)
 class LossConfig:
     kl_weight: float = PAPER_KL_WEIGHT  # lambda in the paper's eq. (4)/(6)
@@ -149,12 +161,7 @@ class LossConfig:
     augment: str = ""
 
     def __post_init__(self) -> None:
-        names = [n.strip() for n in self.augment.split(",") if n.strip()]
-        unknown = [n for n in names if n not in AUGMENT_NAMES]
-        if unknown:
-            raise ConfigError(
-                f"loss.augment: unknown augmentation {unknown}; choose from {list(AUGMENT_NAMES)}"
-            )
+        augment_names(self.augment)
         if self.wrong_candidates < 1:
             raise ConfigError("loss.wrong_candidates must be at least 1")
         if self.lowres_weight < 0:
