@@ -8,6 +8,7 @@ from stackgan.config import ConfigError
 from stackgan.text.encoders import TextEncoderError, build_encoder
 from stackgan.text.trainable import (
     SentenceEncoder,
+    TextImageMatcher,
     TrainedTextEncoder,
     matching_loss,
     save_matcher,
@@ -151,6 +152,30 @@ def test_gan_trains_with_a_trained_encoder_and_checks_its_dimension(tiny_shapes,
     again = elsewhere(["a glorbish violet thingamajig"], seed=0)
     assert np.array_equal(np.asarray(again.images[0]), np.asarray(out.images[0]))
     assert elsewhere.encoder.name == sampler.encoder.name  # same digest: same caption caches
+
+
+def test_export_embeds_the_encoder_read_at_the_start_not_a_later_file(tiny_shapes, tmp_path):
+    """A run reads its encoder once; if the file is replaced mid-run, exports still embed the
+    encoder the run trained with (and its digest), not the new file's."""
+    from stackgan.checkpoint import export_generator, load_export_text_encoder
+    from stackgan.models.registry import build_generator
+
+    path = tmp_path / "enc.safetensors"
+    torch.manual_seed(0)
+    save_matcher(path, TextImageMatcher(SentenceEncoder(1000, 8, 8, 12), 4), {})
+    read_at_start = TrainedTextEncoder(path)
+    save_matcher(path, TextImageMatcher(SentenceEncoder(1000, 8, 8, 12), 4), {})  # new weights
+    cfg = tiny_config(tiny_shapes, **{"text.encoder": str(path), "text.dim": 12})
+    state = build_generator(cfg).state_dict()
+    export_generator(tmp_path / "a.safetensors", state, cfg, text_encoder=read_at_start)
+    export_generator(tmp_path / "b.safetensors", state, cfg)  # reads the file as it is now
+    a = load_export_text_encoder(tmp_path / "a.safetensors")
+    b = load_export_text_encoder(tmp_path / "b.safetensors")
+    assert a is not None and b is not None
+    assert a[0]["digest"] == read_at_start.meta["digest"] != b[0]["digest"]
+    want = read_at_start.matcher.state_dict()
+    assert all(torch.equal(a[1][k], want[k]) for k in want)
+    assert not all(torch.equal(b[1][k], want[k]) for k in want)
 
 
 def test_text_encoder_evaluation_on_shapes(tiny_shapes, tmp_path):

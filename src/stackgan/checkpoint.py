@@ -19,7 +19,7 @@ import pickle
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError
@@ -28,6 +28,9 @@ from safetensors.torch import save_file
 from stackgan.config import ConfigError, ExperimentConfig, config_from_dict
 from stackgan.text.encoders import is_encoder_file
 from stackgan.utils.cache import atomic_torch_save, atomic_write
+
+if TYPE_CHECKING:
+    from stackgan.text.trainable import TrainedTextEncoder
 
 FORMAT_VERSION = 1
 EXPORT_FORMAT = "stackgan-export"
@@ -87,8 +90,14 @@ def export_generator(
     state_dict: dict[str, torch.Tensor],
     cfg: ExperimentConfig,
     half: bool = False,
+    text_encoder: TrainedTextEncoder | None = None,
 ) -> None:
-    """Write the inference file: generator weights + config JSON metadata, atomically."""
+    """Write the inference file: generator weights + config JSON metadata, atomically.
+
+    A conditional model whose ``text.encoder`` is a trained encoder file embeds that encoder.
+    ``text_encoder`` is that encoder, already read; when None the file is read now. A training
+    run passes the one it read at its start, so its exports embed the encoder it trained with
+    even if the file is replaced mid-run."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {}
@@ -104,12 +113,12 @@ def export_generator(
         "text_dim": str(cfg.text.dim),
     }
     if cfg.model.conditional and is_encoder_file(cfg.text.encoder):
-        from stackgan.text.trainable import load_matcher, matcher_header
+        from stackgan.text.trainable import TrainedTextEncoder, matcher_header
 
-        matcher, info = load_matcher(cfg.text.encoder)
-        for k, v in matcher.state_dict().items():  # fp32 even in half exports: same embeddings
+        enc = text_encoder if text_encoder is not None else TrainedTextEncoder(cfg.text.encoder)
+        for k, v in enc.matcher.state_dict().items():  # fp32 even in half exports: same embeddings
             tensors[TEXT_PREFIX + k] = v.detach().cpu().contiguous()
-        header = {**matcher_header(matcher), "digest": info["digest"]}
+        header = {**matcher_header(enc.matcher), "digest": enc.meta["digest"]}
         meta["text_encoder_header"] = json.dumps(header)
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 

@@ -10,7 +10,6 @@ as the standard FID implementations do.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import warnings
 from collections.abc import Iterable
@@ -20,6 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from stackgan.utils.cache import file_digest
 
 INCEPTION_SIZE = 299  # input resolution of Inception-v3 (bilinear resize, as TF FID)
 TF_INPUT_RANGE = (-1.0, 0.9921875)  # (x - 128) / 128 for x in 0..255: the TF graph's input
@@ -41,15 +42,6 @@ def default_network_path() -> Path:
     if not path.is_file():
         raise MetricError(f"{path} is missing; reinstall with: {INSTALL_HINT}")
     return path
-
-
-def file_digest(path: Path, n: int = 12) -> str:
-    """Short SHA-1 of a file: names the detector in cache keys."""
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:n]
 
 
 def inception_input(images: torch.Tensor, device: str | torch.device | None = None) -> torch.Tensor:

@@ -235,10 +235,9 @@ def load_matcher(
             f"{path} is not a stackgan text encoder (format {meta.get('format')})"
         )
     matcher = matcher_from_state(meta, state, str(path))
-    import hashlib
+    from stackgan.utils.cache import file_digest
 
-    digest = hashlib.sha1(path.read_bytes()).hexdigest()[:12]
-    return matcher.to(device), {**meta, "digest": digest}
+    return matcher.to(device), {**meta, "digest": file_digest(path)}
 
 
 def matcher_from_state(

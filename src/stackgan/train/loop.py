@@ -32,7 +32,7 @@ from stackgan.config import ConfigError, ExperimentConfig
 from stackgan.data.cub import TextImageDataset
 from stackgan.data.folder import ImageFolderDataset
 from stackgan.models.registry import build_discriminators, build_generator, image_sizes
-from stackgan.text.encoders import dataset_embeddings
+from stackgan.text.encoders import dataset_embeddings, is_encoder_file
 from stackgan.train.ema import update_ema
 from stackgan.train.monitor import MetricMonitor
 from stackgan.train.steps import d_step, g_step
@@ -196,6 +196,12 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
     for d in discriminators:
         d.to(device, memory_format=memory_format).train()  # type: ignore[call-overload]
     g_ema = copy.deepcopy(generator).eval().requires_grad_(False)
+    # a trained text encoder file is read once: the metric and every export use this copy
+    text_encoder = None
+    if cfg.model.conditional and is_encoder_file(cfg.text.encoder):
+        from stackgan.text.trainable import TrainedTextEncoder
+
+        text_encoder = TrainedTextEncoder(cfg.text.encoder, device=device)
     n_g = sum(p.numel() for p in generator.parameters() if p.requires_grad)
     n_d = sum(p.numel() for d in discriminators for p in d.parameters())
     logger.info("generator: %.2fM trainable parameters; discriminator: %.2fM", n_g / 1e6, n_d / 1e6)
@@ -253,7 +259,7 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
         (run_dir / "captions-grid.txt").write_text(
             "\n".join(ds.captions[int(i)] for i in grid_caps) + "\n"
         )
-    monitor = MetricMonitor(cfg, device) if tc.metric_ticks else None
+    monitor = MetricMonitor(cfg, device, text_encoder) if tc.metric_ticks else None
     if monitor is not None and metric_best is not None:
         # a resume must not replace model-best.safetensors with a worse model
         monitor.restore_best(metric_best)
@@ -380,7 +386,12 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
                         metrics = monitor(g_ema)
                     record.update({f"metric/{k}": v for k, v in metrics.items()})
                     if metrics["is_best"]:
-                        export_generator(run_dir / BEST_EXPORT, g_ema.state_dict(), cfg)
+                        export_generator(
+                            run_dir / BEST_EXPORT,
+                            g_ema.state_dict(),
+                            cfg,
+                            text_encoder=text_encoder,
+                        )
                 stats_f.write(json.dumps(record) + "\n")
                 stats_f.flush()
                 if writer is not None:
@@ -417,7 +428,9 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
                         metric_best=None if monitor is None else monitor.best_state(),
                         train_seconds=train_seconds,
                     )
-                    export_generator(run_dir / EXPORT, g_ema.state_dict(), cfg)
+                    export_generator(
+                        run_dir / EXPORT, g_ema.state_dict(), cfg, text_encoder=text_encoder
+                    )
                 tick_stats = {}
                 tick_start = time.time()
             if out_of_time:

@@ -26,14 +26,16 @@ logger = logging.getLogger(__name__)
 class MetricMonitor:
     """Scores ``g_ema`` on test captions; remembers the best score."""
 
-    def __init__(self, cfg: ExperimentConfig, device: torch.device) -> None:
+    def __init__(self, cfg: ExperimentConfig, device: torch.device, encoder: Any = None) -> None:
+        """``encoder``: the run's text encoder when it already has one (else built when first
+        needed, from ``cfg.text``)."""
         self.cfg = cfg
         self.device = device
         from stackgan.data.shapes import is_shapes_root
 
         self.shapes = is_shapes_root(cfg.data.root)
         self.best: float | None = None
-        self._encoder: Any = None
+        self._encoder: Any = encoder
         self._net: Any = None
         self._real: np.ndarray | None = None
         self._captions: list[str] = []  # FID captions, drawn once with the real features

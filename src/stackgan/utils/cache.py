@@ -3,6 +3,7 @@ and written that way."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Callable
@@ -38,6 +39,16 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def file_digest(path: str | Path, n: int = 12) -> str:
+    """Short SHA-1 of a file's bytes, read in blocks: names a network or an encoder file in
+    cache keys and exports."""
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:n]
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
