@@ -20,7 +20,7 @@ import torch
 
 from stackgan.metrics.r_precision import fold_stats, r_precision_hits, retrieval_topk
 from stackgan.metrics.real import dataset_features
-from stackgan.text.trainable import INIT_LOGIT_SCALE, matching_loss
+from stackgan.text.trainable import INIT_LOGIT_SCALE, fit_matching, matching_loss
 
 FEATURE_SIZE = 256  # images are read at this size for pool3 (the cache eval and FID share)
 PROJECTION_EPOCHS = 150
@@ -37,21 +37,17 @@ def fit_projection(
     embeddings (``text_emb[i]``: the (C_i, D) embeddings of image i's captions); ``labels``:
     class ids, same-class pairs no negatives (as the trained encoder is trained)."""
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
     proj = torch.nn.Linear(image_feats.shape[1], text_emb[0].shape[1])
     scale = torch.nn.Parameter(torch.tensor(INIT_LOGIT_SCALE))
-    opt = torch.optim.Adam([*proj.parameters(), scale], lr=1e-3)
     feats = torch.from_numpy(image_feats).float()
-    for _ in range(epochs):
-        order = rng.permutation(len(feats))
-        for s in range(0, len(order) - 1, 256):
-            idx = order[s : s + 256]
-            text = torch.stack([text_emb[i][rng.integers(len(text_emb[i]))] for i in idx])
-            batch_labels = None if labels is None else labels[idx]
-            loss = matching_loss(text, proj(feats[idx]), scale, batch_labels)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+
+    def batch_loss(idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        text = torch.stack([text_emb[i][rng.integers(len(text_emb[i]))] for i in idx])
+        batch_labels = None if labels is None else labels[idx]
+        return matching_loss(text, proj(feats[idx]), scale, batch_labels)
+
+    params = [*proj.parameters(), scale]
+    fit_matching(batch_loss, params, len(feats), epochs=epochs, batch_size=256, seed=seed)
     return proj.eval().requires_grad_(False)
 
 

@@ -28,6 +28,7 @@ import json
 import math
 import re
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -270,6 +271,42 @@ def matcher_header(matcher: TextImageMatcher) -> dict[str, str]:
     }
 
 
+def fit_matching(
+    batch_loss: Callable[[np.ndarray, np.random.Generator], torch.Tensor],
+    params: list[nn.Parameter],
+    num_items: int,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float = 1e-3,
+    seed: int = 0,
+    progress: bool = False,
+    desc: str = "matching",
+) -> list[float]:
+    """The loop that fits a matching model: Adam on ``params``; each epoch a fresh permutation of
+    ``num_items`` items in batches of at least two, ``batch_loss(indices, rng)`` giving the
+    loss (it draws its random caption choices from ``rng``). Returns the mean loss per epoch."""
+    from tqdm import tqdm
+
+    rng = np.random.default_rng(seed)
+    opt = torch.optim.Adam(params, lr=lr)
+    losses = []
+    bar = tqdm(range(epochs), desc=desc, disable=not progress)
+    for _ in bar:
+        order = rng.permutation(num_items)
+        total, count = 0.0, 0
+        for s in range(0, num_items - 1, batch_size):  # s < n - 1: every batch has two or more
+            idx = order[s : s + batch_size]
+            loss = batch_loss(idx, rng)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total, count = total + float(loss.detach()) * len(idx), count + len(idx)
+        losses.append(total / max(count, 1))
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    return losses
+
+
 def train_matcher(
     captions: list[list[str]],
     image_feats: np.ndarray,
@@ -287,35 +324,31 @@ def train_matcher(
 
     ``text``: the encoder to train (default: a new ``SentenceEncoder(buckets)``, seeded).
     ``labels``: a class id per image; same-class pairs are then no negatives of each other."""
-    from tqdm import tqdm
-
     if len(captions) != len(image_feats) or len(captions) < 2:
         raise ValueError(f"{len(captions)} caption lists for {len(image_feats)} feature rows")
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
     matcher = TextImageMatcher(text or SentenceEncoder(buckets), image_feats.shape[1])
     feats = torch.from_numpy(image_feats).float()
     classes = None if labels is None else torch.as_tensor(labels)
     if classes is not None and len(classes) != len(feats):
         raise ValueError(f"{len(classes)} labels for {len(feats)} feature rows")
-    opt = torch.optim.Adam([p for p in matcher.parameters() if p.requires_grad], lr=lr)
-    losses = []
-    bar = tqdm(range(epochs), desc="text encoder", disable=not progress)
-    for _ in bar:
-        matcher.train()
-        order = rng.permutation(len(captions))
-        total, count = 0.0, 0
-        for s in range(0, len(order) - 1, batch_size):
-            idx = order[s : s + batch_size]
-            if len(idx) < 2:
-                continue
-            caps = [captions[i][rng.integers(len(captions[i]))] for i in idx]
-            batch_labels = None if classes is None else classes[idx]
-            loss = matcher.loss(matcher.text(caps), feats[idx], batch_labels)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total, count = total + float(loss.detach()) * len(idx), count + len(idx)
-        losses.append(total / max(count, 1))
-        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+
+    def batch_loss(idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        caps = [captions[i][rng.integers(len(captions[i]))] for i in idx]
+        batch_labels = None if classes is None else classes[idx]
+        return matcher.loss(matcher.text(caps), feats[idx], batch_labels)
+
+    matcher.train()
+    params = [p for p in matcher.parameters() if p.requires_grad]
+    losses = fit_matching(
+        batch_loss,
+        params,
+        len(captions),
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        progress=progress,
+        desc="text encoder",
+    )
     return matcher.eval(), losses
