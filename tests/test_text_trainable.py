@@ -152,6 +152,20 @@ def test_gan_trains_with_a_trained_encoder_and_checks_its_dimension(tiny_shapes,
     again = elsewhere(["a glorbish violet thingamajig"], seed=0)
     assert np.array_equal(np.asarray(again.images[0]), np.asarray(out.images[0]))
     assert elsewhere.encoder.name == sampler.encoder.name  # same digest: same caption caches
+    # an export written again in fp16 (`stackgan export EXPORT --half`) keeps the encoder,
+    # although the encoder file is gone
+    from click.testing import CliRunner
+
+    from stackgan.cli import main
+
+    half = tmp_path / "half.safetensors"
+    r = CliRunner().invoke(main, ["export", str(moved), "--out", str(half), "--half"])
+    assert r.exit_code == 0, r.output
+    halved = Text2ImageSampler.from_pretrained(half)
+    assert halved.encoder.name == sampler.encoder.name
+    caps = ["a glorbish violet thingamajig"]
+    assert torch.equal(halved.encode_text(caps), elsewhere.encode_text(caps))  # encoder kept fp32
+    assert half.stat().st_size < moved.stat().st_size
 
 
 def test_export_embeds_the_encoder_read_at_the_start_not_a_later_file(tiny_shapes, tmp_path):

@@ -168,3 +168,17 @@ def load_export_text_encoder(
         return json.loads(header), {k[len(TEXT_PREFIX) :]: v for k, v in tensors.items()}
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: cannot read its embedded text encoder: {exc}") from exc
+
+
+def embedded_text_encoder(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> TrainedTextEncoder | None:
+    """The trained text encoder embedded in an export, ready to encode; None when it has none."""
+    embedded = load_export_text_encoder(path)
+    if embedded is None:
+        return None
+    from stackgan.text.trainable import TrainedTextEncoder, matcher_from_state
+
+    header, text_state = embedded
+    matcher = matcher_from_state(header, text_state, f"{path} (embedded text encoder)")
+    return TrainedTextEncoder(matcher=matcher, meta=header, device=device)

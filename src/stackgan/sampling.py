@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from stackgan.checkpoint import CheckpointError, load_export, load_export_text_encoder
+from stackgan.checkpoint import CheckpointError, embedded_text_encoder, load_export
 from stackgan.config import ExperimentConfig
 from stackgan.models.registry import build_generator, output_size
 from stackgan.text.encoders import TextEncoder, build_encoder, check_captions
@@ -81,15 +81,9 @@ class Text2ImageSampler:
             raise CheckpointError(f"{path}: weights do not match the stored config: {exc}") from exc
         if not cfg.model.conditional:  # StackGAN++ unconditional mode: no text encoder
             return cls(generator, cfg, None, device)
-        embedded = load_export_text_encoder(path)
-        encoder: TextEncoder
-        if embedded is not None:  # the trained encoder travels inside the export
-            from stackgan.text.trainable import TrainedTextEncoder, matcher_from_state
-
-            header, text_state = embedded
-            matcher = matcher_from_state(header, text_state, f"{path} (embedded text encoder)")
-            encoder = TrainedTextEncoder(matcher=matcher, meta=header, device=device)
-        else:
+        # a trained encoder travels inside the export; a built-in one is built by name
+        encoder: TextEncoder | None = embedded_text_encoder(path, device)
+        if encoder is None:
             encoder = build_encoder(cfg.text.encoder, device=device)
         if encoder.dim != cfg.text.dim:
             raise CheckpointError(

@@ -286,12 +286,28 @@ def _sample_embeddings(sampler: Any, path: Path, out: Path, seed: int, num_image
 def export(checkpoint: str, out: str, half: bool) -> None:
     """Export a training checkpoint's EMA generator for sampling.
 
+    CHECKPOINT may also be an export (``model.safetensors``, ``model-best.safetensors``) to
+    write again, e.g. in fp16 with --half; an encoder embedded in it is kept.
+
     \b
     Example:
       stackgan export runs/00001-.../checkpoint-latest.pt --out model.safetensors --half
+      stackgan export runs/00001-.../model-best.safetensors --out best-fp16.safetensors --half
     """
-    from stackgan.checkpoint import checkpoint_config, export_generator, load_checkpoint
+    from stackgan.checkpoint import (
+        checkpoint_config,
+        embedded_text_encoder,
+        export_generator,
+        load_checkpoint,
+        load_export,
+    )
 
+    if checkpoint.endswith(".safetensors"):
+        state, cfg = load_export(checkpoint)
+        encoder = embedded_text_encoder(checkpoint) if cfg.model.conditional else None
+        export_generator(out, state, cfg, half=half, text_encoder=encoder)
+        click.echo(f"wrote {out} (from the export {checkpoint})")
+        return
     ckpt = load_checkpoint(checkpoint)
     cfg = checkpoint_config(ckpt, checkpoint)
     export_generator(out, ckpt["generator_ema"], cfg, half=half)
