@@ -227,6 +227,11 @@ def test_caption_embeddings_are_the_same_fresh_and_from_the_cache(tmp_path):
     cached = dataset_embeddings(flat, str(path), tmp_path / "cache", progress=False)
     assert fresh.dtype == cached.dtype == torch.float32 and torch.equal(fresh, cached)
     assert torch.load(cached_file, weights_only=True).dtype == torch.float16
+    # an encoder the caller has already read is used as is: the file is not read again
+    enc = TrainedTextEncoder(path)
+    path.unlink()
+    again = dataset_embeddings(flat, str(path), tmp_path / "other", progress=False, encoder=enc)
+    assert torch.equal(again, fresh)
 
 
 def test_class_mask_is_automatic_off_for_shapes_on_for_species(tiny_shapes, tmp_path):

@@ -177,8 +177,12 @@ def dataset_embeddings(
     caption_counts: list[int] | None = None,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    encoder: TextEncoder | None = None,
 ) -> torch.Tensor:
     """Embeddings of a dataset's flat caption list, computed once and cached, keyed by encoder.
+
+    ``encoder``: the encoder ``encoder_name`` names, when the caller has already built it (a
+    training run reads a trained encoder file once); otherwise it is built here when needed.
 
     For ``precomputed`` the pickle's (N, C, D) rows are flattened in the same order as the
     captions (``caption_counts`` per image; an image with fewer stored embeddings than captions
@@ -196,9 +200,8 @@ def dataset_embeddings(
     digest = hashlib.sha1("\n".join(captions).encode()).hexdigest()[:12]
     version = ENCODER_VERSIONS.get(encoder_name, 1)
     key = encoder_name
-    encoder: TextEncoder | None = None
     if is_encoder_file(encoder_name):  # a trained file: its content digest names the cache
-        encoder = build_encoder(encoder_name, device=device)
+        encoder = encoder or build_encoder(encoder_name, device=device)
         key = encoder.name
     path = cache_dir / f"text-{key}-v{version}-{digest}.pt"
     if path.exists():

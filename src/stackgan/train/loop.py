@@ -132,6 +132,9 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
     img_size = sizes[-1]
     ds: TextImageDataset | ImageFolderDataset
     emb: torch.Tensor | None = None
+    # a trained text encoder file is read once: the caption embeddings, the metric and every
+    # export use this copy
+    text_encoder = None
     if not cfg.model.conditional:  # StackGAN++ unconditional mode: any folder of images
         ds = ImageFolderDataset(
             cfg.data.root,
@@ -155,6 +158,10 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
             progress=tc.progress,
             layout=cfg.data.layout,
         )
+        if is_encoder_file(cfg.text.encoder):
+            from stackgan.text.trainable import TrainedTextEncoder
+
+            text_encoder = TrainedTextEncoder(cfg.text.encoder, device=device)
         emb = dataset_embeddings(
             ds.captions,
             cfg.text.encoder,
@@ -163,6 +170,7 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
             caption_counts=ds.caption_counts.tolist(),
             device=device,
             progress=tc.progress,
+            encoder=text_encoder,
         )
         if emb.shape[1] != cfg.text.dim:
             raise ConfigError(
@@ -196,12 +204,6 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
     for d in discriminators:
         d.to(device, memory_format=memory_format).train()  # type: ignore[call-overload]
     g_ema = copy.deepcopy(generator).eval().requires_grad_(False)
-    # a trained text encoder file is read once: the metric and every export use this copy
-    text_encoder = None
-    if cfg.model.conditional and is_encoder_file(cfg.text.encoder):
-        from stackgan.text.trainable import TrainedTextEncoder
-
-        text_encoder = TrainedTextEncoder(cfg.text.encoder, device=device)
     n_g = sum(p.numel() for p in generator.parameters() if p.requires_grad)
     n_d = sum(p.numel() for d in discriminators for p in d.parameters())
     logger.info("generator: %.2fM trainable parameters; discriminator: %.2fM", n_g / 1e6, n_d / 1e6)
