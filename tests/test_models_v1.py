@@ -54,6 +54,23 @@ def test_stage2_generator_shapes_and_frozen_stage1(s1, s2):
         assert g2.encoder[-3].out_channels == 16  # the 16x16 code has ngf*4 channels
 
 
+def test_stage2_skip_starts_as_the_upsampled_stage1_image_and_learns_a_correction():
+    torch.manual_seed(0)
+    g1 = Stage1Generator(T, 8, 6, 4, 16)
+    g2 = Stage2Generator(g1, cond_dim=6, ngf=4, num_res_blocks=1, img_size=32, skip=True)
+    z, t = torch.randn(2, 8), torch.randn(2, T)
+    lo, hi = g2(z, t, torch.zeros(2, 6)).images
+    up = torch.nn.functional.interpolate(lo, size=32, mode="bilinear", align_corners=False)
+    assert torch.allclose(hi, up.clamp(-0.999, 0.999), atol=1e-5)  # r = 0 at initialisation
+    # the correction is trainable: gradients reach the whole Stage-II network, none the Stage-I
+    g2(z, t).images[-1].square().mean().backward()
+    assert g2.to_rgb[0].weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in g1.parameters())
+    # same parameter names as the paper's head, so a config switch is all an export needs
+    plain = Stage2Generator(g1, cond_dim=6, ngf=4, num_res_blocks=1, img_size=32)
+    assert plain.state_dict().keys() == g2.state_dict().keys()
+
+
 @pytest.mark.parametrize("size,uncond", [(16, False), (64, False), (256, True)])
 def test_discriminator_shapes(size, uncond):
     d = Discriminator(size, T, ndf=4, disc_text_dim=5, uncond=uncond)

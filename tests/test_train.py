@@ -75,11 +75,17 @@ def test_stage2_one_iteration_smoke(tiny_shapes, tmp_path):
             "model.stage1_checkpoint": str(s1),
             "loss.color_weight": 50,
             "loss.lowres_weight": 10,
+            "model.stage2_skip": True,
         },
     )
-    train(cc, tmp_path / "s2cc")
+    skip_export = train(cc, tmp_path / "s2cc")
     rec = json.loads((tmp_path / "s2cc" / "stats.jsonl").read_text())
     assert rec["cc_mean_1"] > 0 and rec["cc_cov_1"] > 0 and rec["lowres_1"] > 0
+    # a skip-mode Stage-II export rebuilds as one from its own config
+    state, skip_cfg = load_export(skip_export)
+    g = build_generator(skip_cfg)
+    g.load_state_dict(state)
+    assert skip_cfg.model.stage2_skip and g.skip
     with pytest.raises(ConfigError, match="lowres_weight"):
         tiny_config(tiny_shapes, **{"loss.lowres_weight": -1})
 

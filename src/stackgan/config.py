@@ -87,6 +87,11 @@ class ModelConfig:
     stage1_img_size: int = 64  # v1 Stage-I output; v2: the first branch's resolution
     stage2_img_size: int = 256
     stage1_checkpoint: str = ""  # for stage 2: the Stage-I training checkpoint or export
+    # Not in the paper: v1 Stage-II paints a correction to the bilinearly upsampled Stage-I
+    # image (tanh(atanh(up(I_0)) + r), r zero at initialisation) instead of a whole new image,
+    # like StyleGAN2's skip generator. It starts as the Stage-I image and cannot lose a small
+    # object by repainting it. Off in the paper presets.
+    stage2_skip: bool = False
 
     def __post_init__(self) -> None:
         if self.stage not in (1, 2):

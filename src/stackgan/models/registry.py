@@ -35,7 +35,9 @@ def build_generator(cfg: ExperimentConfig, stage: int | None = None) -> nn.Modul
     stage1 = Stage1Generator(cfg.text.dim, m.z_dim, m.cond_dim, m.ngf, m.stage1_img_size)
     if stage == 1:
         return stage1
-    return Stage2Generator(stage1, m.cond_dim, m.ngf2, m.num_res_blocks, m.stage2_img_size)
+    return Stage2Generator(
+        stage1, m.cond_dim, m.ngf2, m.num_res_blocks, m.stage2_img_size, skip=m.stage2_skip
+    )
 
 
 def image_sizes(cfg: ExperimentConfig) -> list[int]:

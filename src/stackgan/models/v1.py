@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from stackgan.models.conditioning import CondAugment
@@ -18,6 +19,7 @@ from stackgan.models.layers import ResBlock, UpBlock, conv3x3, init_weights, til
 
 __all__ = ["Discriminator", "GeneratorOutput", "Stage1Generator", "Stage2Generator"]
 STAGE2_CODE_SIZE = 16  # Stage-II joins image and text at 16x16 (paper, sec. 3.3)
+SKIP_CLAMP = 0.999  # skip mode: the Stage-I image is clamped inside (-1, 1) before atanh
 
 
 @dataclass
@@ -107,6 +109,9 @@ class Stage2Generator(nn.Module):
         ngf: base width (128 in the paper): the 16x16 code has ngf*4 channels.
         num_res_blocks: residual blocks after the text join (4 in the paper).
         img_size: output resolution (256).
+        skip: not in the paper. The output is tanh(atanh(up(I_0)) + r): the network paints a
+            correction r (zero at initialisation) to the bilinearly upsampled Stage-I image I_0
+            rather than a whole new image, so it starts from Stage-I's layout and colours.
     """
 
     def __init__(
@@ -116,6 +121,7 @@ class Stage2Generator(nn.Module):
         ngf: int = 128,
         num_res_blocks: int = 4,
         img_size: int = 256,
+        skip: bool = False,
     ) -> None:
         super().__init__()
         self.stage1 = stage1
@@ -144,13 +150,18 @@ class Stage2Generator(nn.Module):
             ups.append(UpBlock(ch, ch // 2))
             ch //= 2
         self.up = nn.Sequential(*ups)
-        self.to_rgb = nn.Sequential(conv3x3(ch, 3), nn.Tanh())
+        self.skip = skip
+        # same parameter names either way (Tanh has none), so exports load by config alone
+        rgb = conv3x3(ch, 3)
+        self.to_rgb = nn.Sequential(rgb) if skip else nn.Sequential(rgb, nn.Tanh())
         init_weights(self.encoder)
         init_weights(self.joint)
         init_weights(self.res)
         init_weights(self.up)
         init_weights(self.to_rgb)
         init_weights(self.ca)
+        if skip:
+            nn.init.zeros_(rgb.weight)  # starts as the upsampled Stage-I image
 
     @property
     def num_stages(self) -> int:
@@ -173,4 +184,7 @@ class Stage2Generator(nn.Module):
         h = self.joint(torch.cat([h, tile(c, h.shape[-1])], dim=1))  # (B, ngf*4, 16, 16)
         h = self.res(h)
         img = self.to_rgb(self.up(h))  # (B, 3, img_size, img_size)
+        if self.skip:  # img is the correction r, added to I_0 before the tanh
+            base = F.interpolate(lo_img, size=img.shape[-2:], mode="bilinear", align_corners=False)
+            img = torch.tanh(torch.atanh(base.clamp(-SKIP_CLAMP, SKIP_CLAMP)).to(img.dtype) + img)
         return GeneratorOutput([lo_img, img], [mu], [logvar])
