@@ -110,6 +110,16 @@ def test_training_learns_to_match_and_round_trips(tmp_path):
     assert (emb @ img.T).argmax(1).tolist() == [0, 1, 2, 3]
     with pytest.raises(TextEncoderError, match="empty"):
         enc.encode([""])
+    # one read gives weights, header and the digest that names the file in caches and exports
+    from stackgan.text.trainable import load_matcher
+    from stackgan.utils.cache import file_digest
+
+    _, meta = load_matcher(path)
+    assert meta["format"] == "stackgan-text-encoder" and meta["digest"] == file_digest(path)
+    for cut in (4, 100, path.stat().st_size - 10):  # in the length, the header, the weights
+        (tmp_path / "cut.safetensors").write_bytes(path.read_bytes()[:cut])
+        with pytest.raises(TextEncoderError, match="cannot read"):
+            build_encoder(str(tmp_path / "cut.safetensors"))
 
 
 def test_bad_encoder_files_are_clear_errors(tmp_path):

@@ -216,19 +216,21 @@ def save_matcher(path: str | Path, matcher: TextImageMatcher, info: dict[str, An
 def load_matcher(
     path: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[TextImageMatcher, dict[str, Any]]:
-    """Rebuild a saved matcher; a clear error for a missing, foreign or damaged file."""
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
+    """Rebuild a saved matcher; a clear error for a missing, foreign or damaged file. The file
+    is read once: header, weights and digest all come from the same bytes."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
 
     from stackgan.text.encoders import TextEncoderError
+    from stackgan.utils.cache import bytes_digest
 
     path = Path(path)
     if not path.is_file():
         raise TextEncoderError(f"text encoder file not found: {path}")
     try:
-        with safe_open(str(path), "pt") as f:
-            meta = f.metadata() or {}
-        state = load_file(str(path), device=str(device))
+        data = path.read_bytes()
+        state = load(data)
+        meta = safetensors_metadata(data)
     except (SafetensorError, OSError, ValueError) as exc:
         raise TextEncoderError(f"cannot read text encoder {path}: {exc}") from exc
     if meta.get("format") != FORMAT:
@@ -236,9 +238,20 @@ def load_matcher(
             f"{path} is not a stackgan text encoder (format {meta.get('format')})"
         )
     matcher = matcher_from_state(meta, state, str(path))
-    from stackgan.utils.cache import file_digest
+    return matcher.to(device), {**meta, "digest": bytes_digest(data)}
 
-    return matcher.to(device), {**meta, "digest": file_digest(path)}
+
+def safetensors_metadata(data: bytes) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file held in memory (8-byte little-endian header
+    length, then the JSON header); ValueError when the header is cut short or not JSON."""
+    if len(data) < 8:
+        raise ValueError("file is shorter than a safetensors header")
+    n = int.from_bytes(data[:8], "little")
+    if n > len(data) - 8:
+        raise ValueError("safetensors header runs past the end of the file")
+    header = json.loads(data[8 : 8 + n])
+    meta = header.get("__metadata__") or {}
+    return {str(k): str(v) for k, v in meta.items()}
 
 
 def matcher_from_state(

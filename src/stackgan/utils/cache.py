@@ -51,6 +51,11 @@ def file_digest(path: str | Path, n: int = 12) -> str:
     return h.hexdigest()[:n]
 
 
+def bytes_digest(data: bytes, n: int = 12) -> str:
+    """:func:`file_digest` of a file already read into memory."""
+    return hashlib.sha1(data).hexdigest()[:n]
+
+
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` through :func:`atomic_write`."""
 
