@@ -50,3 +50,34 @@ def test_losses_give_gradients_to_the_logits():
     loss.backward()
     assert (real.grad < 0).all()  # push real-pair logits up
     assert (wrong.grad > 0).all() and (fake.grad > 0).all()  # push the others down
+
+
+@pytest.mark.parametrize("uncond", [False, True])
+def test_r1_penalty_is_the_squared_gradient_of_the_real_score(uncond):
+    from stackgan.models import Discriminator
+    from stackgan.train.steps import r1_penalty
+
+    torch.manual_seed(0)
+    d = Discriminator(16, 6, ndf=4, disc_text_dim=5, uncond=uncond)
+    x, t = torch.randn(3, 3, 16, 16), torch.randn(3, 6)
+    r1 = r1_penalty(d, x, t)
+    # by hand: per sample |d s/d x|^2 + |d s/d t|^2 with s = cond (+ uncond) logit
+    xs, ts = x.clone().requires_grad_(True), t.clone().requires_grad_(True)
+    code = d.encode(xs)
+    s = d.cond_logits(code, ts) + (d.uncond_logits(code) if uncond else 0)
+    gx, gt = torch.autograd.grad(s.sum(), [xs, ts])
+    want = (gx.square().flatten(1).sum(1) + gt.square().sum(1)).mean()
+    assert r1.item() > 0 and torch.allclose(r1, want, rtol=1e-5)
+    # a score k times steeper has a k^2 larger penalty
+    with torch.no_grad():
+        for head in [d.cond_head] + ([d.uncond_head] if uncond else []):
+            head.out.weight.mul_(3)
+            if head.out.bias is not None:
+                head.out.bias.mul_(3)
+    assert torch.allclose(r1_penalty(d, x, t), 9 * r1, rtol=1e-4)
+    # differentiable: minimising it moves D's weights
+    r1_penalty(d, x, t).backward()
+    assert d.cond_head.out.weight.grad.abs().sum() > 0
+    # an unconditional D: the image gradient of its realism logit alone
+    du = Discriminator(16, 0, ndf=4, disc_text_dim=5)
+    assert r1_penalty(du, x, None).item() > 0

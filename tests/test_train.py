@@ -51,6 +51,20 @@ def test_hard_negatives_train(tiny_shapes, tmp_path):
         tiny_config(tiny_shapes, **{"loss.wrong_candidates": 0})
 
 
+def test_r1_penalty_trains_lazily(tiny_shapes, tmp_path):
+    # interval 2 over 3 iterations: regularised at steps 0 and 2, so r1 is in the tick's stats
+    cfg = tiny_config(
+        tiny_shapes,
+        **{"loss.r1_gamma": 0.5, "loss.r1_interval": 2, "train.total_iters": 3},
+    )
+    train(cfg, tmp_path / "run")
+    rec = json.loads((tmp_path / "run" / "stats.jsonl").read_text().splitlines()[-1])
+    assert rec["step"] == 3 and rec["r1"] > 0
+    for key, bad in (("loss.r1_gamma", -1), ("loss.r1_interval", 0)):
+        with pytest.raises(ConfigError, match=key.split(".")[1]):
+            tiny_config(tiny_shapes, **{key: bad})
+
+
 def test_stage2_one_iteration_smoke(tiny_shapes, tmp_path):
     s1 = train(tiny_config(tiny_shapes), tmp_path / "s1")
     cfg = tiny_config(tiny_shapes, stage=2, **{"model.stage1_checkpoint": str(s1)})

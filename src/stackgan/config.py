@@ -164,9 +164,20 @@ class LossConfig:
     # "translation" (shift by up to 1/8 of the size) and "cutout" (zero a half-size square; it
     # can hide the captioned object). "" = off (the papers).
     augment: str = ""
+    # R1 gradient penalty on D at real images (Mescheder et al. 2018; StyleGAN2-ADA's `gamma`),
+    # taken with respect to the image and, for a conditional D, the matching text embedding
+    # too (DF-GAN's matching-aware gradient penalty): gamma/2 * E ||grad D(x, t)||^2, applied
+    # lazily every `r1_interval` D steps with gamma scaled up to match (StyleGAN2). It smooths
+    # D around real pairs, so G gets gradients it can follow. 0 = off (the papers).
+    r1_gamma: float = 0.0
+    r1_interval: int = 16
 
     def __post_init__(self) -> None:
         augment_names(self.augment)
+        if self.r1_gamma < 0:
+            raise ConfigError("loss.r1_gamma must be >= 0")
+        if self.r1_interval < 1:
+            raise ConfigError("loss.r1_interval must be at least 1")
         if self.wrong_candidates < 1:
             raise ConfigError("loss.wrong_candidates must be at least 1")
         if self.lowres_weight < 0:

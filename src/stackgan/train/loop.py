@@ -215,6 +215,7 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
     # one phase per discriminator, each with its own optimiser (StackGAN++ has one per branch)
     d_opts = [torch.optim.Adam(d.parameters(), lr=oc.d_lr, betas=oc.betas) for d in discriminators]
     color_weight = cfg.loss.effective_color_weight(cfg.model.conditional)
+    r1_gamma = cfg.loss.r1_gamma * cfg.loss.r1_interval  # lazy: rarer, so proportionally stronger
     augment = make_augment(cfg.loss.augment)
 
     # 5. Resume -----------------------------------------------------------------------------------
@@ -338,6 +339,7 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
                     uncond_weight=cfg.loss.uncond_weight,
                     autocast=autocast,
                     augment=augment,
+                    r1_gamma=r1_gamma if step % cfg.loss.r1_interval == 0 else 0.0,
                 )
                 suffix = f"_{i}" if len(discriminators) > 1 else ""
                 stats.update({f"{k}{suffix}": v for k, v in d_stats.items()})

@@ -43,6 +43,7 @@ def d_step(
     uncond_weight: float = 1.0,
     autocast: Autocast = _no_autocast,
     augment: Augment | None = None,
+    r1_gamma: float = 0.0,
 ) -> dict[str, float]:
     """Update D on (real, text), (real, wrong text) and (fake, text).
 
@@ -51,6 +52,8 @@ def d_step(
         text, wrong_text: (B, text_dim) matching and mismatched embeddings; None for an
             unconditional model (D then only tells real from fake).
         augment: applied to both images before D sees them (``loss.augment``).
+        r1_gamma: when > 0, adds ``r1_gamma / 2 * r1_penalty`` (see :func:`r1_penalty`); the
+            loop passes the lazily scaled gamma on regularisation steps and 0 otherwise.
     """
     aug = augment or _identity
     optimizer.zero_grad(set_to_none=True)
@@ -74,11 +77,40 @@ def d_step(
                 wrong_fake_weight=wrong_fake_weight,
                 uncond_weight=uncond_weight,
             )
-    loss.backward()
-    optimizer.step()
     out = {k: float(v) for k, v in terms.items()}
     out["d_loss"] = float(loss.detach())
+    if r1_gamma > 0:
+        r1 = r1_penalty(discriminator, aug(real), text, autocast)
+        loss = loss + 0.5 * r1_gamma * r1
+        out["r1"] = float(r1.detach())
+    loss.backward()
+    optimizer.step()
     return out
+
+
+def r1_penalty(
+    discriminator: Discriminator,
+    real: torch.Tensor,
+    text: torch.Tensor | None,
+    autocast: Autocast = _no_autocast,
+) -> torch.Tensor:
+    """Mean over the batch of ||d s / d x||^2 (+ ||d s / d t||^2 for a conditional D), where s is
+    D's score of the real pair: its conditional logit for (x, t), plus the unconditional logit
+    when D has that head. Differentiable (``create_graph``), so it can be minimised."""
+    x = real.detach().requires_grad_(True)
+    inputs = [x]
+    with autocast():
+        code = discriminator.encode(x)
+        score = torch.zeros(len(x), device=x.device)
+        if text is not None and discriminator.conditional:
+            t = text.detach().requires_grad_(True)
+            inputs.append(t)
+            score = score + discriminator.cond_logits(code, t).float()
+        u = discriminator.uncond_logits(code)
+        if u is not None:
+            score = score + u.float()
+    grads = torch.autograd.grad(score.sum(), inputs, create_graph=True)
+    return sum((g.float().square().flatten(1).sum(1) for g in grads), torch.zeros(len(x))).mean()
 
 
 def g_step(
