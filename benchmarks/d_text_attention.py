@@ -7,7 +7,10 @@ only matches the background does not.
     python benchmarks/d_text_attention.py runs/00002-.../checkpoint-latest.pt [more.pt ...]
 
 Prints one JSON line per checkpoint: mean sigmoid D(real, caption) for the right caption and for
-each swap, per object size (D in training mode, as it scores during training).
+each swap, per object size (D in training mode, as it scores during training), and the R1 value
+(mean squared gradient of D's score at those real pairs, ``loss.r1_gamma``'s penalty): how
+steep D is around real data. ``--split test`` asks the same of held-out images, which D never
+saw: scores there as high as on the training images mean D has not memorised them.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from stackgan.data import shapes
 from stackgan.data.cub import TextImageDataset
 from stackgan.models.registry import build_discriminators
 from stackgan.text.encoders import build_encoder
+from stackgan.train.steps import r1_penalty
 
 
 def swap_word(caption: str, words: list[str], choices: list[str], rng: random.Random) -> str | None:
@@ -65,7 +69,9 @@ def probe_items(
 
 
 @torch.no_grad()
-def probe(ckpt_path: str, data_root: str, per_size: int, seed: int) -> dict[str, object]:
+def probe(
+    ckpt_path: str, data_root: str, per_size: int, seed: int, split: str = "train"
+) -> dict[str, object]:
     ckpt = load_checkpoint(ckpt_path)
     cfg = checkpoint_config(ckpt, ckpt_path)
     d = build_discriminators(cfg)[-1]
@@ -73,7 +79,7 @@ def probe(ckpt_path: str, data_root: str, per_size: int, seed: int) -> dict[str,
     d.train()  # batch statistics, as in training
     ds = TextImageDataset(
         data_root,
-        "train",
+        split,
         d.img_size,
         bbox_crop=False,
         random_crop=False,
@@ -81,7 +87,8 @@ def probe(ckpt_path: str, data_root: str, per_size: int, seed: int) -> dict[str,
         progress=False,
     )
     enc = build_encoder(cfg.text.encoder)
-    res: dict[str, object] = {"checkpoint": ckpt_path, "step": int(ckpt["step"])}
+    res: dict[str, object] = {"checkpoint": ckpt_path, "step": int(ckpt["step"]), "split": split}
+    r1: list[float] = []
     for size, items in probe_items(ds, per_size, seed).items():
         idx = torch.tensor([it[0] for it in items])
         code = d.encode(ds.images_at(idx, [d.img_size], augment=False)[0])
@@ -99,6 +106,10 @@ def probe(ckpt_path: str, data_root: str, per_size: int, seed: int) -> dict[str,
             sub = code[torch.tensor(with_bg)]
             row["background_swapped"] = score([items[k][3] or "" for k in with_bg], sub)
         res[size] = {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}
+        with torch.enable_grad():
+            real = ds.images_at(idx, [d.img_size], augment=False)[0]
+            r1.append(float(r1_penalty(d, real, enc.encode([it[1] for it in items]).float())))
+    res["r1"] = round(sum(r1) / len(r1), 1)
     return res
 
 
@@ -108,11 +119,12 @@ def main() -> None:
     ap.add_argument("--data", default="data/shapes")
     ap.add_argument("--per-size", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--split", default="train", choices=["train", "test"])
     args = ap.parse_args()
     if not Path(args.data, "attributes.jsonl").exists():
         raise SystemExit(f"{args.data} is not a shapes dataset (no attributes.jsonl)")
     for path in args.checkpoints:
-        print(json.dumps(probe(path, args.data, args.per_size, args.seed)))
+        print(json.dumps(probe(path, args.data, args.per_size, args.seed, args.split)))
 
 
 if __name__ == "__main__":
