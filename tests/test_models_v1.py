@@ -69,6 +69,17 @@ def test_stage2_skip_starts_as_the_upsampled_stage1_image_and_learns_a_correctio
     # same parameter names as the paper's head, so a config switch is all an export needs
     plain = Stage2Generator(g1, cond_dim=6, ngf=4, num_res_blocks=1, img_size=32)
     assert plain.state_dict().keys() == g2.state_dict().keys()
+    # a saturated Stage-I pixel (+1) under bf16 autocast: the skip is computed in fp32, as in bf16
+    # the clamp bound 0.999 rounds to 1 and atanh(1) = inf, which would leave the pixel at
+    # exactly 1 with no gradient for its correction
+    with torch.no_grad():
+        g1.to_rgb[0].weight[0].fill_(1.0)  # red channel: tanh of a large positive sum -> 1
+    g2.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        lo16, hi16 = g2(z, t, torch.zeros(2, 6)).images
+    assert (lo16[:, 0] == 1).float().mean() > 0.5 and torch.isfinite(hi16).all()
+    hi16.float()[:, 0].sum().backward()
+    assert g2.to_rgb[0].weight.grad[0].abs().sum() > 0
 
 
 @pytest.mark.parametrize("size,uncond", [(16, False), (64, False), (256, True)])

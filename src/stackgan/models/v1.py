@@ -185,6 +185,10 @@ class Stage2Generator(nn.Module):
         h = self.res(h)
         img = self.to_rgb(self.up(h))  # (B, 3, img_size, img_size)
         if self.skip:  # img is the correction r, added to I_0 before the tanh
-            base = F.interpolate(lo_img, size=img.shape[-2:], mode="bilinear", align_corners=False)
-            img = torch.tanh(torch.atanh(base.clamp(-SKIP_CLAMP, SKIP_CLAMP)).to(img.dtype) + img)
+            # in fp32: in bf16, 0.999 rounds to 1 and atanh(1) is inf
+            base = F.interpolate(
+                lo_img.float(), size=img.shape[-2:], mode="bilinear", align_corners=False
+            )
+            r = img.float()
+            img = torch.tanh(torch.atanh(base.clamp(-SKIP_CLAMP, SKIP_CLAMP)) + r).to(img.dtype)
         return GeneratorOutput([lo_img, img], [mu], [logvar])

@@ -110,7 +110,8 @@ def r1_penalty(
         if u is not None:
             score = score + u.float()
     grads = torch.autograd.grad(score.sum(), inputs, create_graph=True)
-    return sum((g.float().square().flatten(1).sum(1) for g in grads), torch.zeros(len(x))).mean()
+    start = torch.zeros(len(x), device=x.device)
+    return sum((g.float().square().flatten(1).sum(1) for g in grads), start).mean()
 
 
 def g_step(
