@@ -20,14 +20,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from d_text_attention import probe_items, swap_word
+from d_text_attention import fixed_split, load_discriminator, swap_scores, swap_word
 
-from stackgan.checkpoint import checkpoint_config, load_checkpoint
 from stackgan.data import shapes
 from stackgan.data.cub import TextImageDataset
 from stackgan.models.discriminator import Discriminator
-from stackgan.models.registry import build_discriminators
-from stackgan.text.encoders import TextEncoder, build_encoder
+from stackgan.text.encoders import TextEncoder
 
 
 def colour_swapped_pairs(ds: TextImageDataset, rng: random.Random) -> list[tuple[int, str, str]]:
@@ -47,21 +45,14 @@ def colour_swapped_pairs(ds: TextImageDataset, rng: random.Random) -> list[tuple
     return pairs
 
 
-@torch.no_grad()
 def held_out_scores(
     d: Discriminator, enc: TextEncoder, ds: TextImageDataset
 ) -> dict[str, dict[str, float]]:
-    out = {}
-    for size, items in probe_items(ds, 128, 0).items():
-        idx = torch.tensor([it[0] for it in items])
-        code = d.encode(ds.images_at(idx, [d.img_size], augment=False)[0])
-        right = torch.sigmoid(d.cond_logits(code, enc.encode([it[1] for it in items]).float()))
-        swap = torch.sigmoid(d.cond_logits(code, enc.encode([it[2] for it in items]).float()))
-        out[size] = {
-            "right": round(float(right.mean()), 3),
-            "swapped": round(float(swap.mean()), 3),
-        }
-    return out
+    """Per size, mean sigmoid D(real, caption) for the right and the colour-swapped caption."""
+    return {
+        size: {"right": round(row["right"], 3), "swapped": round(row["colour_swapped"], 3)}
+        for size, row in swap_scores(d, enc, ds, 128, 0).items()
+    }
 
 
 def main() -> None:
@@ -77,24 +68,8 @@ def main() -> None:
         raise SystemExit(f"{args.data} is not a shapes dataset (no attributes.jsonl)")
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
-    ckpt = load_checkpoint(args.checkpoint)
-    cfg = checkpoint_config(ckpt, args.checkpoint)
-    d = build_discriminators(cfg)[0]
-    d.load_state_dict(ckpt["discriminators"][0])
-    d.train()  # batch statistics, as in training
-    enc = build_encoder(cfg.text.encoder)
-    train, test = (
-        TextImageDataset(
-            args.data,
-            split,
-            d.img_size,
-            bbox_crop=False,
-            random_crop=False,
-            random_flip=False,
-            progress=False,
-        )
-        for split in ("train", "test")
-    )
+    d, enc, _ = load_discriminator(args.checkpoint)
+    train, test = (fixed_split(args.data, split, d.img_size) for split in ("train", "test"))
     pairs = colour_swapped_pairs(train, rng)
     print(json.dumps({"step": 0, "held_out": held_out_scores(d, enc, test)}))
     opt = torch.optim.Adam(d.parameters(), lr=args.lr, betas=(0.5, 0.999))

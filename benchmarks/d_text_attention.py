@@ -25,8 +25,9 @@ import torch
 from stackgan.checkpoint import checkpoint_config, load_checkpoint
 from stackgan.data import shapes
 from stackgan.data.cub import TextImageDataset
+from stackgan.models.discriminator import Discriminator
 from stackgan.models.registry import build_discriminators
-from stackgan.text.encoders import build_encoder
+from stackgan.text.encoders import TextEncoder, build_encoder
 from stackgan.train.steps import r1_penalty
 
 
@@ -68,30 +69,47 @@ def probe_items(
     return out
 
 
-@torch.no_grad()
-def probe(
-    ckpt_path: str, data_root: str, per_size: int, seed: int, split: str = "train"
-) -> dict[str, object]:
+def load_discriminator(ckpt_path: str) -> tuple[Discriminator, TextEncoder, int]:
+    """A training checkpoint's last discriminator (in training mode: batch statistics, as it
+    scores during training), the text encoder it was trained with, and its step."""
     ckpt = load_checkpoint(ckpt_path)
     cfg = checkpoint_config(ckpt, ckpt_path)
     d = build_discriminators(cfg)[-1]
     d.load_state_dict(ckpt["discriminators"][-1])
-    d.train()  # batch statistics, as in training
-    ds = TextImageDataset(
+    d.train()
+    return d, build_encoder(cfg.text.encoder), int(ckpt["step"])
+
+
+def fixed_split(data_root: str, split: str, size: int) -> TextImageDataset:
+    """One split at D's size, without the training crop and flip."""
+    return TextImageDataset(
         data_root,
         split,
-        d.img_size,
+        size,
         bbox_crop=False,
         random_crop=False,
         random_flip=False,
         progress=False,
     )
-    enc = build_encoder(cfg.text.encoder)
-    res: dict[str, object] = {"checkpoint": ckpt_path, "step": int(ckpt["step"]), "split": split}
-    r1: list[float] = []
+
+
+@torch.no_grad()
+def swap_scores(
+    d: Discriminator,
+    enc: TextEncoder,
+    ds: TextImageDataset,
+    per_size: int,
+    seed: int,
+    with_r1: bool = False,
+) -> dict[str, dict[str, float]]:
+    """Per object size: the number of images and mean sigmoid D(real, caption) for the right,
+    the colour-swapped and (where the caption allows) the background-swapped caption; with
+    ``with_r1``, also the R1 value at the right pairs."""
+    out: dict[str, dict[str, float]] = {}
     for size, items in probe_items(ds, per_size, seed).items():
         idx = torch.tensor([it[0] for it in items])
-        code = d.encode(ds.images_at(idx, [d.img_size], augment=False)[0])
+        real = ds.images_at(idx, [d.img_size], augment=False)[0]
+        code = d.encode(real)
 
         def score(caps: list[str], code: torch.Tensor = code) -> float:
             return float(torch.sigmoid(d.cond_logits(code, enc.encode(caps).float())).mean())
@@ -105,10 +123,24 @@ def probe(
         if with_bg:
             sub = code[torch.tensor(with_bg)]
             row["background_swapped"] = score([items[k][3] or "" for k in with_bg], sub)
+        if with_r1:
+            with torch.enable_grad():
+                text = enc.encode([it[1] for it in items]).float()
+                row["r1"] = float(r1_penalty(d, real, text))
+        out[size] = row
+    return out
+
+
+def probe(
+    ckpt_path: str, data_root: str, per_size: int, seed: int, split: str = "train"
+) -> dict[str, object]:
+    d, enc, step = load_discriminator(ckpt_path)
+    ds = fixed_split(data_root, split, d.img_size)
+    res: dict[str, object] = {"checkpoint": ckpt_path, "step": step, "split": split}
+    r1: list[float] = []
+    for size, row in swap_scores(d, enc, ds, per_size, seed, with_r1=True).items():
+        r1.append(row.pop("r1"))
         res[size] = {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}
-        with torch.enable_grad():
-            real = ds.images_at(idx, [d.img_size], augment=False)[0]
-            r1.append(float(r1_penalty(d, real, enc.encode([it[1] for it in items]).float())))
     res["r1"] = round(sum(r1) / len(r1), 1)
     return res
 
