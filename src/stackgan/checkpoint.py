@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import pickle
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +26,7 @@ from safetensors.torch import save_file
 
 from stackgan.config import ConfigError, ExperimentConfig, config_from_dict
 from stackgan.text.encoders import is_encoder_file
-from stackgan.utils.cache import atomic_torch_save, atomic_write
+from stackgan.utils.cache import atomic_torch_save, atomic_write, read_safetensors
 
 if TYPE_CHECKING:
     from stackgan.text.trainable import TrainedTextEncoder
@@ -123,17 +122,6 @@ def export_generator(
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
 
-def _read_export(
-    path: Path, keep: Callable[[str], bool]
-) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
-    """An export's metadata and the tensors whose names pass ``keep``; only those are read."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        keys = [k for k in f.keys() if keep(k)]  # noqa: SIM118 (safe_open is no dict)
-        return f.metadata() or {}, {k: f.get_tensor(k) for k in keys}
-
-
 def load_export(path: str | Path) -> tuple[dict[str, torch.Tensor], ExperimentConfig]:
     """Read an inference export -> (fp32 generator state dict, config); an embedded text
     encoder is left on disk (:func:`load_export_text_encoder` reads it)."""
@@ -141,7 +129,7 @@ def load_export(path: str | Path) -> tuple[dict[str, torch.Tensor], ExperimentCo
     if not path.is_file():
         raise CheckpointError(f"model file not found: {path}")
     try:
-        meta, tensors = _read_export(path, lambda k: not k.startswith(TEXT_PREFIX))
+        meta, tensors = read_safetensors(path, lambda k: not k.startswith(TEXT_PREFIX))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"model file {path} is truncated or corrupt: {exc}") from exc
     if meta.get("format") != EXPORT_FORMAT:
@@ -161,7 +149,7 @@ def load_export_text_encoder(
     the export has none (a built-in encoder, or an export written before encoders were
     embedded)."""
     try:
-        meta, tensors = _read_export(Path(path), lambda k: k.startswith(TEXT_PREFIX))
+        meta, tensors = read_safetensors(Path(path), lambda k: k.startswith(TEXT_PREFIX))
         header = meta.get("text_encoder_header")
         if header is None:
             return None

@@ -216,21 +216,17 @@ def save_matcher(path: str | Path, matcher: TextImageMatcher, info: dict[str, An
 def load_matcher(
     path: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[TextImageMatcher, dict[str, Any]]:
-    """Rebuild a saved matcher; a clear error for a missing, foreign or damaged file. The file
-    is read once: header, weights and digest all come from the same bytes."""
+    """Rebuild a saved matcher; a clear error for a missing, foreign or damaged file."""
     from safetensors import SafetensorError
-    from safetensors.torch import load
 
     from stackgan.text.encoders import TextEncoderError
-    from stackgan.utils.cache import bytes_digest
+    from stackgan.utils.cache import file_digest, read_safetensors
 
     path = Path(path)
     if not path.is_file():
         raise TextEncoderError(f"text encoder file not found: {path}")
     try:
-        data = path.read_bytes()
-        state = load(data)
-        meta = safetensors_metadata(data)
+        meta, state = read_safetensors(path)
     except (SafetensorError, OSError, ValueError) as exc:
         raise TextEncoderError(f"cannot read text encoder {path}: {exc}") from exc
     if meta.get("format") != FORMAT:
@@ -238,20 +234,7 @@ def load_matcher(
             f"{path} is not a stackgan text encoder (format {meta.get('format')})"
         )
     matcher = matcher_from_state(meta, state, str(path))
-    return matcher.to(device), {**meta, "digest": bytes_digest(data)}
-
-
-def safetensors_metadata(data: bytes) -> dict[str, str]:
-    """The ``__metadata__`` of a safetensors file held in memory (8-byte little-endian header
-    length, then the JSON header); ValueError when the header is cut short or not JSON."""
-    if len(data) < 8:
-        raise ValueError("file is shorter than a safetensors header")
-    n = int.from_bytes(data[:8], "little")
-    if n > len(data) - 8:
-        raise ValueError("safetensors header runs past the end of the file")
-    header = json.loads(data[8 : 8 + n])
-    meta = header.get("__metadata__") or {}
-    return {str(k): str(v) for k, v in meta.items()}
+    return matcher.to(device), {**meta, "digest": file_digest(path)}
 
 
 def matcher_from_state(

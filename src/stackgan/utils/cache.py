@@ -1,5 +1,5 @@
-"""Atomic file writes, and on-disk array caches (decoded images, Inception features) built once
-and written that way."""
+"""Atomic file writes, safetensors reads, and on-disk array caches (decoded images, Inception
+features) built once and written that way."""
 
 from __future__ import annotations
 
@@ -51,9 +51,16 @@ def file_digest(path: str | Path, n: int = 12) -> str:
     return h.hexdigest()[:n]
 
 
-def bytes_digest(data: bytes, n: int = 12) -> str:
-    """:func:`file_digest` of a file already read into memory."""
-    return hashlib.sha1(data).hexdigest()[:n]
+def read_safetensors(
+    path: str | Path, keep: Callable[[str], bool] | None = None
+) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """A safetensors file's metadata and the tensors whose names pass ``keep`` (all when None);
+    only those are read. Raises ``SafetensorError``/``OSError`` for a damaged file."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        keys = [k for k in f.keys() if keep is None or keep(k)]  # noqa: SIM118 (not a dict)
+        return f.metadata() or {}, {k: f.get_tensor(k) for k in keys}
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
