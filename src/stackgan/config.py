@@ -171,6 +171,12 @@ class LossConfig:
     # D around real pairs, so G gets gradients it can follow. 0 = off (the papers).
     r1_gamma: float = 0.0
     r1_interval: int = 16
+    # Colour-swapped negatives (not in either paper): this fraction of the mismatched captions
+    # is the image's own caption with one colour word replaced by a colour of another hue
+    # (stackgan.text.negatives), so D must check each colour the text names, small objects' too;
+    # captions that name no colour keep their ordinary negative. Needs an encoder that can
+    # encode new text (not `precomputed`). 0 = off (the papers).
+    swap_negatives: float = 0.0
 
     def __post_init__(self) -> None:
         augment_names(self.augment)
@@ -182,6 +188,8 @@ class LossConfig:
             raise ConfigError("loss.wrong_candidates must be at least 1")
         if self.lowres_weight < 0:
             raise ConfigError("loss.lowres_weight must be >= 0")
+        if not 0 <= self.swap_negatives <= 1:
+            raise ConfigError("loss.swap_negatives must be in [0, 1]")
 
     def effective_color_weight(self, conditional: bool) -> float:
         if self.color_weight is not None:
@@ -251,6 +259,13 @@ class ExperimentConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if self.loss.swap_negatives > 0 and self.text.encoder == "precomputed":
+            raise ConfigError(
+                "loss.swap_negatives needs a text encoder that can encode new captions; "
+                "text.encoder=precomputed only has the stored embeddings"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = _to_plain(dataclasses.asdict(self))

@@ -33,6 +33,7 @@ from stackgan.data.cub import TextImageDataset
 from stackgan.data.folder import ImageFolderDataset
 from stackgan.models.registry import build_discriminators, build_generator, image_sizes
 from stackgan.text.encoders import dataset_embeddings, is_encoder_file
+from stackgan.text.negatives import colour_swapped_captions
 from stackgan.train.ema import update_ema
 from stackgan.train.monitor import MetricMonitor
 from stackgan.train.steps import d_step, g_step
@@ -132,6 +133,8 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
     img_size = sizes[-1]
     ds: TextImageDataset | ImageFolderDataset
     emb: torch.Tensor | None = None
+    swap_emb: torch.Tensor | None = None  # colour-swapped negatives (loss.swap_negatives)
+    swap_ok = torch.zeros(0, dtype=torch.bool)
     # a trained text encoder file is read once: the caption embeddings, the metric and every
     # export use this copy
     text_encoder = None
@@ -179,6 +182,8 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
             )
         emb = emb.to(device, torch.float32)
         logger.info("%d images, %d captions, %d-d text", len(ds), ds.num_captions, emb.shape[1])
+        if cfg.loss.swap_negatives > 0:
+            swap_emb, swap_ok = _swapped_embeddings(cfg, ds, device, text_encoder)
 
     # 3. Networks ---------------------------------------------------------------------------------
     generator = build_generator(cfg)
@@ -321,6 +326,11 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
                         idx, batch.caption_idx, emb, cfg.loss.wrong_candidates, gen
                     )
                 wrong = emb[wrong_idx.to(device)]
+                if swap_emb is not None:  # some become the own caption with a colour swapped
+                    swap = torch.rand(len(idx), generator=gen) < cfg.loss.swap_negatives
+                    swap &= swap_ok[batch.caption_idx]
+                    own = swap_emb[batch.caption_idx.to(device)]
+                    wrong = torch.where(swap.to(device)[:, None], own, wrong)
             z = torch.randn(len(idx), cfg.model.z_dim, device=device)
 
             with autocast():
@@ -447,6 +457,37 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
         if writer is not None:
             writer.close()
     return run_dir / EXPORT
+
+
+def _swapped_embeddings(
+    cfg: ExperimentConfig,
+    ds: TextImageDataset,
+    device: torch.device,
+    text_encoder: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Embeddings of every caption with one colour swapped (cached like the captions' own), and
+    which captions named a colour to swap."""
+    swapped, ok = colour_swapped_captions(ds.captions, seed=cfg.train.seed)
+    if not ok.any():
+        raise ConfigError(
+            "loss.swap_negatives: no caption of this dataset names a colour "
+            "(stackgan.text.negatives.COLOUR_FAMILIES)"
+        )
+    logger.info(
+        "colour-swapped negatives for %.1f%% of captions, e.g. %r -> %r",
+        100 * float(ok.float().mean()),
+        ds.captions[int(ok.nonzero()[0])],
+        swapped[int(ok.nonzero()[0])],
+    )
+    swap_emb = dataset_embeddings(
+        swapped,
+        cfg.text.encoder,
+        ds.cache_dir,
+        device=device,
+        progress=cfg.train.progress,
+        encoder=text_encoder,
+    )
+    return swap_emb.to(device, torch.float32), ok
 
 
 def _write_config(run_dir: Path, cfg: ExperimentConfig, step: int) -> None:

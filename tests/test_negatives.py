@@ -1,0 +1,109 @@
+import random
+
+import pytest
+import torch
+
+from stackgan.config import ConfigError
+from stackgan.data.shapes import write_dataset
+from stackgan.text.encoders import dataset_embeddings
+from stackgan.text.negatives import (
+    COLOUR_FAMILIES,
+    colour_mentions,
+    colour_swapped_captions,
+    swap_colour,
+)
+from stackgan.train import loop, train
+
+from .conftest import tiny_config
+
+HUE = {w: hue for hue, _, words in COLOUR_FAMILIES.values() for w in words}
+
+
+def _hues(caption):
+    return [HUE[m.group(0).lower()] for m in colour_mentions(caption)]
+
+
+def test_swap_changes_one_colour_to_another_hue():
+    rng = random.Random(0)
+    caption = "a small red star with white stripes on a sky blue background"
+    assert _hues(caption) == ["red", "white", "blue"]  # "sky blue" is one phrase, not "blue"
+    seen = set()
+    for _ in range(200):
+        out = swap_colour(caption, rng)
+        before, after = _hues(caption), _hues(out)
+        assert len(after) == len(before)
+        changed = [i for i, (a, b) in enumerate(zip(before, after)) if a != b]
+        assert len(changed) == 1, out  # exactly one mention, always to a different hue
+        seen.add(changed[0])
+        # everything but the colour (and its article) is kept
+        assert out.split()[-1] == "background" and "star" in out
+    assert seen == {0, 1, 2}  # each mention gets swapped sometimes
+
+
+def test_swap_mends_the_article_and_keeps_words_whole():
+    rng = random.Random(1)
+    outs = {swap_colour("A red bird", rng) for _ in range(100)}
+    assert "An orange bird" in outs and "A blue bird" in outs
+    assert all(not o.startswith(("A o", "An b")) for o in outs)
+    # no colour named (and colour words inside other words do not count)
+    assert swap_colour("a goldfinch in a tangle of reeds", rng) is None
+    assert swap_colour("", rng) is None
+
+
+def test_never_a_near_synonym():
+    rng = random.Random(2)
+    for _ in range(200):
+        assert _hues(swap_colour("a crimson disk", rng)) != ["red"]
+        assert _hues(swap_colour("a light blue background", rng)) != ["blue"]
+
+
+def test_swapped_captions_are_reproducible_and_flag_what_changed():
+    caps = ["a red star", "a picture of a cat", "the square is grey"]
+    out, ok = colour_swapped_captions(caps, seed=3)
+    assert ok.tolist() == [True, False, True]
+    assert out[1] == caps[1] and out[0] != caps[0] and out[2] != caps[2]
+    assert colour_swapped_captions(caps, seed=3)[0] == out
+
+
+def test_training_feeds_d_the_swapped_captions(tiny_shapes, tmp_path, monkeypatch):
+    seen = []
+    real_d_step = loop.d_step
+
+    def spy(d, opt, real, fake, text, wrong, **kw):
+        seen.append((text.clone(), wrong.clone()))
+        return real_d_step(d, opt, real, fake, text, wrong, **kw)
+
+    monkeypatch.setattr(loop, "d_step", spy)
+    cfg = tiny_config(tiny_shapes, **{"loss.swap_negatives": 1.0, "train.total_iters": 2})
+    train(cfg, tmp_path / "run")
+    assert "colour-swapped negatives" in (tmp_path / "run" / "log.txt").read_text()
+
+    from stackgan.data.cub import TextImageDataset
+
+    ds = TextImageDataset(tiny_shapes, "train", 16, progress=False)
+    emb = dataset_embeddings(ds.captions, "minilm", ds.cache_dir, progress=False)
+    swapped, ok = colour_swapped_captions(ds.captions, seed=cfg.train.seed)
+    assert ok.all()  # every shapes caption names the object's colour
+    swap_emb = dataset_embeddings(swapped, "minilm", ds.cache_dir, progress=False)
+    assert len(seen) == 2
+    for text, wrong in seen:
+        for t, w in zip(text, wrong, strict=True):
+            rows = (emb == t).all(dim=1).nonzero()[:, 0]  # the right caption (or a duplicate)
+            assert len(rows) > 0
+            assert any(torch.equal(swap_emb[r], w) for r in rows)  # its own, colour-swapped
+
+
+def test_swap_negatives_errors(tiny_shapes, tmp_path):
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ConfigError, match="swap_negatives"):
+            tiny_config(tiny_shapes, **{"loss.swap_negatives": bad})
+    with pytest.raises(ConfigError, match=r"swap_negatives.*precomputed"):
+        tiny_config(tiny_shapes, **{"loss.swap_negatives": 0.5, "text.encoder": "precomputed"})
+    # a dataset whose captions name no colour has nothing to swap: said before training starts
+    root = write_dataset(tmp_path / "s", 4, seed=0, size=64, progress=False)
+    for f in (root / "text").rglob("*.txt"):
+        f.write_text("\n".join(["a shape in a picture"] * 10) + "\n")
+    cfg = tiny_config(root, **{"loss.swap_negatives": 0.5})
+    with pytest.raises(ConfigError, match="names a colour"):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoint-latest.pt").exists()
