@@ -17,8 +17,8 @@ import re
 
 import torch
 
-# Colour terms by family; the key is the family's hue. A swap never stays in the same hue, so
-# "red" -> "crimson" or "blue" -> "light blue" (nearly synonyms) are never negatives.
+# Colour terms by family, each with its hue. A swap never stays within a hue, so "red" ->
+# "crimson" or "blue" -> "light blue" (near synonyms) are never negatives.
 COLOUR_FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     # family: (hue, replacement word, words and phrases that name it)
     "red": ("red", "red", ("red", "crimson", "scarlet", "maroon")),
