@@ -32,7 +32,7 @@ from stackgan.config import ConfigError, ExperimentConfig
 from stackgan.data.cub import TextImageDataset
 from stackgan.data.folder import ImageFolderDataset
 from stackgan.models.registry import build_discriminators, build_generator, image_sizes
-from stackgan.text.encoders import dataset_embeddings, is_encoder_file
+from stackgan.text.encoders import TextEncoder, dataset_embeddings, is_encoder_file
 from stackgan.text.negatives import colour_swapped_captions
 from stackgan.train.ema import update_ema
 from stackgan.train.monitor import MetricMonitor
@@ -463,7 +463,7 @@ def _swapped_embeddings(
     cfg: ExperimentConfig,
     ds: TextImageDataset,
     device: torch.device,
-    text_encoder: Any,
+    text_encoder: TextEncoder | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Embeddings of every caption with one colour swapped (cached like the captions' own), and
     which captions named a colour to swap."""
@@ -473,11 +473,12 @@ def _swapped_embeddings(
             "loss.swap_negatives: no caption of this dataset names a colour "
             "(stackgan.text.negatives.COLOUR_FAMILIES)"
         )
+    first = int(ok.nonzero()[0])
     logger.info(
         "colour-swapped negatives for %.1f%% of captions, e.g. %r -> %r",
         100 * float(ok.float().mean()),
-        ds.captions[int(ok.nonzero()[0])],
-        swapped[int(ok.nonzero()[0])],
+        ds.captions[first],
+        swapped[first],
     )
     swap_emb = dataset_embeddings(
         swapped,
