@@ -12,7 +12,7 @@ from stackgan.losses import (
     unconditional_discriminator_loss,
 )
 from stackgan.models import Discriminator, TreeGenerator
-from stackgan.models.layers import GLU, ResBlock, UpBlock
+from stackgan.models.layers import GLU, JointHead, ResBlock, UpBlock
 from stackgan.models.registry import build_discriminators, build_generator, image_sizes
 from stackgan.train.ema import update_ema
 from stackgan.train.steps import d_step, g_step
@@ -233,3 +233,29 @@ def test_spectral_norm_option_bounds_every_discriminator_weight():
         w = m.weight.detach().flatten(1)
         assert torch.linalg.matrix_norm(w, ord=2) == pytest.approx(1.0, rel=0.1)
     assert Discriminator(32, 16, ndf=4).encode_image[0][0].weight.requires_grad  # off by default
+
+
+def test_projection_head_adds_text_image_inner_product(tmp_path):
+    torch.manual_seed(1)
+    d = Discriminator(32, 16, ndf=4, disc_text_dim=8, projection=True).eval()
+    img, text = torch.randn(3, 3, 32, 32), torch.randn(3, 16)
+    code = d.encode(img)
+    head = d.cond_head
+    assert head is not None and head.proj is not None and d.text_fc is not None
+    assert not head.proj.weight.any()  # zero at initialisation: the papers' head to begin with
+    with torch.no_grad():
+        head.proj.weight.normal_()
+    t = d.text_fc(text)
+    joined = torch.cat([code, t[:, :, None, None].expand(-1, -1, 4, 4)], dim=1)
+    concat_only = head.out(head.joint(joined)).flatten()
+    expected = concat_only + (code.sum(dim=(2, 3)) * head.proj(t)).sum(dim=1)
+    assert torch.allclose(d(img, text), expected, atol=1e-5)
+    with torch.no_grad():
+        head.proj.weight.zero_()  # a zero projection is the plain concat head
+    assert torch.allclose(d(img, text), concat_only, atol=1e-5)
+    assert Discriminator(32, 16, ndf=4).cond_head.proj is None  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="conditional"):
+        JointHead(16, 0, projection=True)
+    for stage in (1, 2):
+        cfg = tiny_config(tmp_path, stage, **{"model.d_projection": True})
+        assert build_discriminators(cfg)[0].cond_head.proj is not None  # type: ignore[union-attr]

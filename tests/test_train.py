@@ -184,6 +184,27 @@ def test_resume_refuses_a_different_model(tiny_shapes, tmp_path):
         train(other, tmp_path / "r", resume=tmp_path / "r" / "checkpoint-latest.pt")
 
 
+def test_init_from_fine_tunes_with_a_new_discriminator_head(tiny_shapes, tmp_path):
+    train(tiny_config(tiny_shapes), tmp_path / "a")
+    src = tmp_path / "a" / "checkpoint-latest.pt"
+    cfg = tiny_config(tiny_shapes, **{"model.d_projection": True, "train.init_from": str(src)})
+    train(cfg, tmp_path / "b")
+    a, b = load_checkpoint(src), load_checkpoint(tmp_path / "b" / "checkpoint-latest.pt")
+    assert b["step"] == 1  # a new run, not a resume
+    new = [k for k in b["discriminators"][0] if k not in a["discriminators"][0]]
+    assert new == ["cond_head.proj.weight"]
+    # one G step from the same start moves G less than a fresh init is away from it
+    g_a, g_b = a["generator"], b["generator"]
+    fresh = tiny_config(tiny_shapes, **{"model.d_projection": True})
+    train(fresh, tmp_path / "c")
+    g_c = load_checkpoint(tmp_path / "c" / "checkpoint-latest.pt")["generator"]
+    k = next(k for k in g_a if k.endswith("weight") and g_a[k].ndim == 4)
+    assert (g_b[k] - g_a[k]).abs().mean() < (g_c[k] - g_a[k]).abs().mean()
+    with pytest.raises(ConfigError, match="another generator"):
+        other = {"model.ngf": 8, "train.init_from": str(src)}
+        train(tiny_config(tiny_shapes, **other), tmp_path / "d")
+
+
 def test_truncated_checkpoint_is_a_clear_error_and_resume_leaves_it(tiny_shapes, tmp_path):
     train(tiny_config(tiny_shapes), tmp_path / "r")
     path = tmp_path / "r" / "checkpoint-latest.pt"

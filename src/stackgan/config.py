@@ -84,6 +84,10 @@ class ModelConfig:
     # Not in the papers: spectral normalisation of every D weight (Miyato et al., 2018), an
     # option for short runs where D overpowers G. Off in every paper preset.
     d_spectral_norm: bool = False
+    # Not in the papers: a projection term in D's conditional head (Miyato & Koyama, 2018),
+    # logit += <V t, sum_xy code(x, y)>, an explicit product of text and image code beside the
+    # concat-and-conv join, which only mixes them through one nonlinearity. Off in the presets.
+    d_projection: bool = False
     stage1_img_size: int = 64  # v1 Stage-I output; v2: the first branch's resolution
     stage2_img_size: int = 256
     stage1_checkpoint: str = ""  # for stage 2: the Stage-I training checkpoint or export
@@ -236,6 +240,12 @@ class TrainConfig:
     # counted across resumes and without the tick maintenance (grids, metrics, checkpoints);
     # 0 = no limit. For comparisons at equal training time (v1 vs v2).
     time_budget_min: float = 0.0
+    # Fine-tuning: a training checkpoint whose networks start this run (the generator, its EMA
+    # and the discriminators, where parameter names match; parameters new in this config, such
+    # as a D head switched on here, keep their initialisation). Step, optimisers and RNG start
+    # afresh; unlike --resume, the model config may differ in the discriminator. --resume wins
+    # over it (a resumed fine-tuning run continues from its own checkpoint).
+    init_from: str = ""
 
     def __post_init__(self) -> None:
         if self.time_budget_min < 0:

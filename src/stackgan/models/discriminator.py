@@ -44,6 +44,7 @@ class Discriminator(nn.Module):
         joint_kernel: kernel of the conv joining image and text (1 in v1, 3 in v2).
         spectral_norm: spectrally normalise every conv and linear weight (Miyato et al., 2018).
             Not in either paper: an option for short runs where D overpowers G.
+        projection: add a projection term to the conditional head (see :class:`JointHead`).
     """
 
     def __init__(
@@ -55,6 +56,7 @@ class Discriminator(nn.Module):
         uncond: bool = False,
         joint_kernel: int = 1,
         spectral_norm: bool = False,
+        projection: bool = False,
     ) -> None:
         super().__init__()
         self.img_size = img_size
@@ -80,9 +82,11 @@ class Discriminator(nn.Module):
             self.text_fc = nn.Sequential(
                 nn.Linear(text_dim, disc_text_dim), nn.LeakyReLU(LEAKY_SLOPE, inplace=True)
             )
-            self.cond_head = JointHead(ch, disc_text_dim, joint_kernel)
+            self.cond_head = JointHead(ch, disc_text_dim, joint_kernel, projection)
         self.uncond_head = JointHead(ch, 0) if uncond or not text_dim else None
         init_weights(self)
+        if self.cond_head is not None and self.cond_head.proj is not None:
+            nn.init.zeros_(self.cond_head.proj.weight)  # starts as the papers' concat head
         if spectral_norm:  # after init: the parametrisation keeps the initialised weight
             for m in list(self.modules()):
                 if isinstance(m, (nn.Conv2d, nn.Linear)):

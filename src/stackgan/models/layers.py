@@ -86,11 +86,21 @@ class JointHead(nn.Module):
     code, mixed by a conv + BN + LeakyReLU (1x1 in v1's TensorFlow release, 3x3 in StackGAN++'s
     ``jointConv``: ``joint_kernel``), and a 4x4 conv gives one logit. Unconditional
     (``text_dim == 0``): the 4x4 conv reads the image code alone.
+
+    ``projection`` (conditional only; not in the StackGAN papers) adds the projection
+    discriminator's term (Miyato & Koyama, 2018): ``<V t, sum_xy code(x, y)>``, a direct product
+    of text and image features, so a caption that names the wrong colour of a small object
+    moves the logit even where the object is a few cells of the 4x4 code.
     """
 
-    def __init__(self, img_ch: int, text_dim: int = 0, joint_kernel: int = 1) -> None:
+    def __init__(
+        self, img_ch: int, text_dim: int = 0, joint_kernel: int = 1, projection: bool = False
+    ) -> None:
         super().__init__()
         self.text_dim = text_dim
+        if projection and not text_dim:
+            raise ValueError("a projection term needs a conditional head (text_dim > 0)")
+        self.proj = nn.Linear(text_dim, img_ch, bias=False) if projection else None
         if text_dim:
             self.joint: nn.Module = nn.Sequential(
                 nn.Conv2d(
@@ -108,8 +118,12 @@ class JointHead(nn.Module):
         if self.text_dim:
             if text is None:
                 raise ValueError("conditional head needs the text code")
-            code = torch.cat([code, tile(text, code.shape[-1])], dim=1)  # (B, C + T, 4, 4)
-        logits: torch.Tensor = self.out(self.joint(code)).flatten()  # (B,)
+            joined = torch.cat([code, tile(text, code.shape[-1])], dim=1)  # (B, C + T, 4, 4)
+            logits: torch.Tensor = self.out(self.joint(joined)).flatten()  # (B,)
+            if self.proj is not None:
+                logits = logits + (code.sum(dim=(2, 3)) * self.proj(text)).sum(dim=1)
+            return logits
+        logits = self.out(self.joint(code)).flatten()
         return logits
 
 

@@ -57,14 +57,30 @@ def build_discriminators(cfg: ExperimentConfig) -> list[Discriminator]:
     if m.version == "v2":
         return [
             Discriminator(
-                size, _text_dim(cfg), m.ndf, m.disc_text_dim, True, kernel, m.d_spectral_norm
+                size,
+                _text_dim(cfg),
+                m.ndf,
+                m.disc_text_dim,
+                True,
+                kernel,
+                m.d_spectral_norm,
+                m.d_projection,
             )
             for size in image_sizes(cfg)
         ]
     ndf, uncond = (m.ndf, False) if m.stage == 1 else (m.ndf2, True)
     size = image_sizes(cfg)[0]
     return [
-        Discriminator(size, cfg.text.dim, ndf, m.disc_text_dim, uncond, kernel, m.d_spectral_norm)
+        Discriminator(
+            size,
+            cfg.text.dim,
+            ndf,
+            m.disc_text_dim,
+            uncond,
+            kernel,
+            m.d_spectral_norm,
+            m.d_projection,
+        )
     ]
 
 

@@ -31,6 +31,7 @@ from stackgan.checkpoint import (
 from stackgan.config import ConfigError, ExperimentConfig
 from stackgan.data.cub import TextImageDataset
 from stackgan.data.folder import ImageFolderDataset
+from stackgan.models.discriminator import Discriminator
 from stackgan.models.registry import build_discriminators, build_generator, image_sizes
 from stackgan.text.encoders import TextEncoder, dataset_embeddings, is_encoder_file
 from stackgan.text.negatives import colour_swapped_captions
@@ -248,6 +249,8 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
         train_seconds = float(ckpt.get("train_seconds", 0.0))
         step = int(ckpt["step"])
         logger.info("resumed from %s at iteration %d", resume, step)
+    elif tc.init_from:
+        _init_networks(tc.init_from, cfg, generator, g_ema, discriminators)
 
     _write_config(run_dir, cfg, step)
 
@@ -489,6 +492,42 @@ def _swapped_embeddings(
         encoder=text_encoder,
     )
     return swap_emb.to(device, torch.float32), ok
+
+
+def _init_networks(
+    path: str | Path,
+    cfg: ExperimentConfig,
+    generator: nn.Module,
+    g_ema: nn.Module,
+    discriminators: list[Discriminator],
+) -> None:
+    """``train.init_from``: start from a checkpoint's weights (see the config key). The generator
+    must match exactly; a discriminator may have parameters the checkpoint lacks, which keep
+    their initialisation (and are logged), but none the checkpoint has with another shape."""
+    ckpt = load_checkpoint(path)
+    old = checkpoint_config(ckpt, path)
+    if old.text != cfg.text:
+        raise ConfigError(f"train.init_from: {path} was trained with another text config")
+    try:
+        generator.load_state_dict(ckpt["generator"])
+        g_ema.load_state_dict(ckpt["generator_ema"])
+    except RuntimeError as exc:
+        raise ConfigError(f"train.init_from: {path} has another generator: {exc}") from exc
+    if len(ckpt["discriminators"]) != len(discriminators):
+        raise ConfigError(f"train.init_from: {path} has another number of discriminators")
+    for d, d_state in zip(discriminators, ckpt["discriminators"], strict=True):
+        try:
+            missing, unexpected = d.load_state_dict(d_state, strict=False)
+        except RuntimeError as exc:  # a shape mismatch
+            raise ConfigError(f"train.init_from: {path}: {exc}") from exc
+        if unexpected:
+            raise ConfigError(
+                f"train.init_from: {path} has discriminator weights this config lacks: "
+                f"{', '.join(unexpected)}"
+            )
+        if missing:
+            logger.info("init_from: new discriminator parameters %s", ", ".join(missing))
+    logger.info("initialised networks from %s (iteration %d there)", path, int(ckpt["step"]))
 
 
 def _write_config(run_dir: Path, cfg: ExperimentConfig, step: int) -> None:
