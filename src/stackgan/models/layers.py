@@ -89,8 +89,8 @@ class JointHead(nn.Module):
 
     ``projection`` (conditional only; not in the StackGAN papers) adds the projection
     discriminator's term (Miyato & Koyama, 2018): ``<V t, sum_xy code(x, y)>``, a direct product
-    of text and image features, so a caption that names the wrong colour of a small object
-    moves the logit even where the object is a few cells of the 4x4 code.
+    of text and image features beside the concat-and-conv join. Zero at initialisation. On
+    ``shapes`` it was measured not to fix small-object colour (README, "The Stage-I plateau").
     """
 
     def __init__(
