@@ -254,6 +254,12 @@ def test_projection_head_adds_text_image_inner_product(tmp_path):
         head.proj.weight.zero_()  # a zero projection is the plain concat head
     assert torch.allclose(d(img, text), concat_only, atol=1e-5)
     assert Discriminator(32, 16, ndf=4).cond_head.proj is None  # type: ignore[union-attr]
+    # with spectral norm it cannot start at zero (sigma 0): a finite logit and gradient
+    sn = Discriminator(32, 16, ndf=4, disc_text_dim=8, projection=True, spectral_norm=True)
+    out = sn(img, text)
+    out.sum().backward()
+    proj_grad = sn.cond_head.proj.parametrizations.weight.original.grad  # type: ignore[union-attr]
+    assert torch.isfinite(out).all() and torch.isfinite(proj_grad).all()
     with pytest.raises(ValueError, match="conditional"):
         JointHead(16, 0, projection=True)
     for stage in (1, 2):

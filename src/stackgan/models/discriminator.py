@@ -85,8 +85,10 @@ class Discriminator(nn.Module):
             self.cond_head = JointHead(ch, disc_text_dim, joint_kernel, projection)
         self.uncond_head = JointHead(ch, 0) if uncond or not text_dim else None
         init_weights(self)
-        if self.cond_head is not None and self.cond_head.proj is not None:
-            nn.init.zeros_(self.cond_head.proj.weight)  # starts as the papers' concat head
+        if self.cond_head is not None and self.cond_head.proj is not None and not spectral_norm:
+            # starts as the papers' concat head; under spectral norm a zero weight has sigma 0
+            # (W / sigma is NaN), so there it keeps the DCGAN init, scaled to sigma 1
+            nn.init.zeros_(self.cond_head.proj.weight)
         if spectral_norm:  # after init: the parametrisation keeps the initialised weight
             for m in list(self.modules()):
                 if isinstance(m, (nn.Conv2d, nn.Linear)):

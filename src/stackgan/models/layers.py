@@ -89,7 +89,8 @@ class JointHead(nn.Module):
 
     ``projection`` (conditional only; not in the StackGAN papers) adds the projection
     discriminator's term (Miyato & Koyama, 2018): ``<V t, sum_xy code(x, y)>``, a direct product
-    of text and image features beside the concat-and-conv join. Zero at initialisation. On
+    of text and image features beside the concat-and-conv join. Zero at initialisation (unless
+    spectrally normalised, see :class:`Discriminator`). On
     ``shapes`` it was measured not to fix small-object colour (README, "The Stage-I plateau").
     """
 
