@@ -265,3 +265,8 @@ def test_projection_head_adds_text_image_inner_product(tmp_path):
     for stage in (1, 2):
         cfg = tiny_config(tmp_path, stage, **{"model.d_projection": True})
         assert build_discriminators(cfg)[0].cond_head.proj is not None  # type: ignore[union-attr]
+    with pytest.raises(ConfigError, match="d_projection needs text"):
+        tiny_config(
+            tmp_path,
+            **{"model.version": "v2", "model.conditional": False, "model.d_projection": True},
+        )

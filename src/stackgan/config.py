@@ -129,6 +129,8 @@ class ModelConfig:
                 )
         elif not self.conditional:
             raise ConfigError("model.conditional: false (unconditional mode) needs version v2")
+        if self.d_projection and not self.conditional:
+            raise ConfigError("model.d_projection needs text: an unconditional D has no text head")
 
 
 def augment_names(policy: str) -> list[str]:

@@ -54,34 +54,16 @@ def build_discriminators(cfg: ExperimentConfig) -> list[Discriminator]:
     conditional + unconditional loss)."""
     m = cfg.model
     kernel = m.joint_kernel or JOINT_KERNEL[m.version]
-    if m.version == "v2":
-        return [
-            Discriminator(
-                size,
-                _text_dim(cfg),
-                m.ndf,
-                m.disc_text_dim,
-                True,
-                kernel,
-                m.d_spectral_norm,
-                m.d_projection,
-            )
-            for size in image_sizes(cfg)
-        ]
-    ndf, uncond = (m.ndf, False) if m.stage == 1 else (m.ndf2, True)
-    size = image_sizes(cfg)[0]
-    return [
-        Discriminator(
-            size,
-            cfg.text.dim,
-            ndf,
-            m.disc_text_dim,
-            uncond,
-            kernel,
-            m.d_spectral_norm,
-            m.d_projection,
+
+    def disc(size: int, text_dim: int, ndf: int, uncond: bool) -> Discriminator:
+        return Discriminator(
+            size, text_dim, ndf, m.disc_text_dim, uncond, kernel, m.d_spectral_norm, m.d_projection
         )
-    ]
+
+    if m.version == "v2":
+        return [disc(size, _text_dim(cfg), m.ndf, True) for size in image_sizes(cfg)]
+    ndf, uncond = (m.ndf, False) if m.stage == 1 else (m.ndf2, True)
+    return [disc(image_sizes(cfg)[0], cfg.text.dim, ndf, uncond)]
 
 
 def build_discriminator(cfg: ExperimentConfig) -> Discriminator:
