@@ -65,6 +65,24 @@ def test_swapped_captions_are_reproducible_and_flag_what_changed():
     assert colour_swapped_captions(caps, seed=3)[0] == out
 
 
+def test_swap_variants_cover_several_colours_and_one_variant_is_the_old_swap():
+    caps = ["a small red star with white stripes on a sky blue background", "a cat"]
+    one, ok1 = colour_swapped_captions(caps, seed=5)
+    many, ok = colour_swapped_captions(caps, seed=5, variants=12)
+    assert ok.tolist() == ok1.tolist() == [True, False] and len(many) == 24
+    assert many[0] == one[0]  # the first variant is the single swap (same random stream)
+    versions = many[:12]
+    changed = set()
+    for v in versions:
+        diff = [i for i, (a, b) in enumerate(zip(_hues(caps[0]), _hues(v))) if a != b]
+        assert len(diff) == 1
+        changed.add(diff[0])
+    assert changed == {0, 1, 2} and len(set(versions)) > 6  # all mentions, many colours
+    assert many[12:] == ["a cat"] * 12  # nothing to swap: the caption itself, flagged not ok
+    with pytest.raises(ValueError, match="variants"):
+        colour_swapped_captions(caps, variants=0)
+
+
 def test_training_feeds_d_the_swapped_captions(tiny_shapes, tmp_path, monkeypatch):
     seen = []
     real_d_step = loop.d_step
@@ -93,7 +111,39 @@ def test_training_feeds_d_the_swapped_captions(tiny_shapes, tmp_path, monkeypatc
             assert any(torch.equal(swap_emb[r], w) for r in rows)  # its own, colour-swapped
 
 
+def test_training_draws_among_the_swap_variants(tiny_shapes, tmp_path, monkeypatch):
+    seen = []
+    real_d_step = loop.d_step
+
+    def spy(d, opt, real, fake, text, wrong, **kw):
+        seen.append((text.clone(), wrong.clone()))
+        return real_d_step(d, opt, real, fake, text, wrong, **kw)
+
+    monkeypatch.setattr(loop, "d_step", spy)
+    extra = {"loss.swap_negatives": 1.0, "loss.swap_variants": 4, "train.total_iters": 6}
+    cfg = tiny_config(tiny_shapes, **extra)
+    train(cfg, tmp_path / "run")
+
+    from stackgan.data.cub import TextImageDataset
+
+    ds = TextImageDataset(tiny_shapes, "train", 16, progress=False)
+    emb = dataset_embeddings(ds.captions, "minilm", ds.cache_dir, progress=False)
+    swapped, _ = colour_swapped_captions(ds.captions, seed=cfg.train.seed, variants=4)
+    swap_emb = dataset_embeddings(swapped, "minilm", ds.cache_dir, progress=False)
+    used = set()
+    for text, wrong in seen:
+        for t, w in zip(text, wrong, strict=True):
+            rows = (emb == t).all(dim=1).nonzero()[:, 0]
+            hits = [4 * int(r) + j for r in rows for j in range(4)]
+            match = [h for h in hits if torch.equal(swap_emb[h], w)]
+            assert match  # one of its own caption's swapped versions
+            used.add(match[0] % 4)
+    assert len(used) > 1  # not always the same version
+
+
 def test_swap_negatives_errors(tiny_shapes, tmp_path):
+    with pytest.raises(ConfigError, match="swap_variants"):
+        tiny_config(tiny_shapes, **{"loss.swap_variants": 0})
     for bad in (-0.1, 1.5):
         with pytest.raises(ConfigError, match="swap_negatives"):
             tiny_config(tiny_shapes, **{"loss.swap_negatives": bad})

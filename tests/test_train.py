@@ -205,6 +205,52 @@ def test_init_from_fine_tunes_with_a_new_discriminator_head(tiny_shapes, tmp_pat
         train(tiny_config(tiny_shapes, **other), tmp_path / "d")
 
 
+def test_init_from_an_export_starts_g_only_and_d_warmup_holds_g(tiny_shapes, tmp_path):
+    export = train(tiny_config(tiny_shapes), tmp_path / "a")
+    src, _ = load_export(export)
+    cfg = tiny_config(
+        tiny_shapes,
+        **{"train.init_from": str(export), "train.d_warmup_iters": 2, "train.total_iters": 2},
+    )
+    train(cfg, tmp_path / "b")
+    b = load_checkpoint(tmp_path / "b" / "checkpoint-latest.pt")
+    assert b["step"] == 2
+    # two D-only iterations: G's weights and its EMA are the export's (G still runs forward
+    # in train mode, so its batch-norm running statistics move)
+    weights = [k for k, _ in build_generator(cfg).named_parameters()]
+    for k in weights:
+        assert torch.equal(b["generator"][k], src[k]), k
+    for k, v in src.items():
+        assert torch.equal(b["generator_ema"][k], v), k
+    assert "initialised the generator from the export" in (tmp_path / "b" / "log.txt").read_text()
+    rec = json.loads((tmp_path / "b" / "stats.jsonl").read_text().splitlines()[-1])
+    assert "d_loss" in rec and "g_loss" not in rec
+    # after the warm-up G trains
+    cfg = tiny_config(
+        tiny_shapes,
+        **{"train.init_from": str(export), "train.d_warmup_iters": 1, "train.total_iters": 2},
+    )
+    train(cfg, tmp_path / "c")
+    c = load_checkpoint(tmp_path / "c" / "checkpoint-latest.pt")
+    assert any(not torch.equal(c["generator"][k], v) for k, v in src.items())
+    with pytest.raises(ConfigError, match="d_warmup_iters"):
+        tiny_config(tiny_shapes, **{"train.d_warmup_iters": -1})
+
+
+def test_init_from_a_stage2_export_takes_its_stage1(tiny_shapes, tmp_path):
+    s1 = train(tiny_config(tiny_shapes), tmp_path / "s1")
+    s2 = train(
+        tiny_config(tiny_shapes, stage=2, **{"model.stage1_checkpoint": str(s1)}), tmp_path / "s2"
+    )
+    train(tiny_config(tiny_shapes, **{"train.init_from": str(s2)}), tmp_path / "b")
+    s1_state, _ = load_export(s1)
+    b = load_checkpoint(tmp_path / "b" / "checkpoint-latest.pt")
+    k = next(k for k in s1_state if k.endswith("weight") and s1_state[k].ndim == 4)
+    # one G step from the Stage-I weights: near them, far from a fresh init's
+    fresh = build_generator(tiny_config(tiny_shapes)).state_dict()[k]
+    assert (b["generator"][k] - s1_state[k]).abs().mean() < (fresh - s1_state[k]).abs().mean()
+
+
 def test_truncated_checkpoint_is_a_clear_error_and_resume_leaves_it(tiny_shapes, tmp_path):
     train(tiny_config(tiny_shapes), tmp_path / "r")
     path = tmp_path / "r" / "checkpoint-latest.pt"

@@ -183,6 +183,9 @@ class LossConfig:
     # captions that name no colour keep their ordinary negative. Needs an encoder that can
     # encode new text (not `precomputed`). 0 = off (the papers).
     swap_negatives: float = 0.0
+    # Colour-swapped versions made of each caption (each swaps a random colour mention for a
+    # random other hue; one is drawn per use). 1 = a single fixed swap per caption.
+    swap_variants: int = 1
 
     def __post_init__(self) -> None:
         augment_names(self.augment)
@@ -196,6 +199,8 @@ class LossConfig:
             raise ConfigError("loss.lowres_weight must be >= 0")
         if not 0 <= self.swap_negatives <= 1:
             raise ConfigError("loss.swap_negatives must be in [0, 1]")
+        if self.swap_variants < 1:
+            raise ConfigError("loss.swap_variants must be at least 1")
 
     def effective_color_weight(self, conditional: bool) -> float:
         if self.color_weight is not None:
@@ -247,11 +252,17 @@ class TrainConfig:
     # as a D head switched on here, keep their initialisation). Step, optimisers and RNG start
     # afresh; unlike --resume, the model config may differ in the discriminator. --resume wins
     # over it (a resumed fine-tuning run continues from its own checkpoint).
+    # An export (.safetensors, e.g. the bundled model) starts the generator only.
     init_from: str = ""
+    # Iterations at the start that train the discriminators alone, G held still: with
+    # init_from and a new D, so a trained G does not follow a random D's gradients at first.
+    d_warmup_iters: int = 0
 
     def __post_init__(self) -> None:
         if self.time_budget_min < 0:
             raise ConfigError("train.time_budget_min must be >= 0 (0 = no limit)")
+        if self.d_warmup_iters < 0:
+            raise ConfigError("train.d_warmup_iters must be >= 0")
         if self.metric_ticks < 0 or self.metric_samples < 2:
             raise ConfigError("train.metric_ticks must be >= 0 and metric_samples >= 2")
         if self.batch_size < 2:

@@ -69,14 +69,24 @@ def swap_colour(caption: str, rng: random.Random) -> str | None:
     return head + new + caption[m.end() :]
 
 
-def colour_swapped_captions(captions: list[str], seed: int = 0) -> tuple[list[str], torch.Tensor]:
-    """One colour-swapped version of every caption, reproducible from ``seed``.
+def colour_swapped_captions(
+    captions: list[str], seed: int = 0, variants: int = 1
+) -> tuple[list[str], torch.Tensor]:
+    """``variants`` colour-swapped versions of every caption, reproducible from ``seed``.
+
+    Each version swaps one colour mention, chosen at random, for a random colour of another
+    hue, so several versions cover the caption's colours (object, background, pattern) and
+    several wrong colours for each; one version per caption (the default) is always the same
+    swap, and D may learn to reject that one colour rather than check the right one.
 
     Returns:
-        (swapped, ok): ``swapped[i]`` is caption i with a colour swapped, or caption i itself
-        where it names no colour; ``ok`` (N,) bool marks the captions that were swapped.
+        (swapped, ok): ``swapped[i * variants + j]`` is version j of caption i, or caption i
+        itself where it names no colour; ``ok`` (N,) bool marks the captions that were swapped.
     """
+    if variants < 1:
+        raise ValueError(f"variants must be at least 1, got {variants}")
     rng = random.Random(seed)
-    out = [swap_colour(c, rng) for c in captions]
-    ok = torch.tensor([s is not None for s in out], dtype=torch.bool)
-    return [s if s is not None else c for s, c in zip(out, captions, strict=True)], ok
+    out = [swap_colour(c, rng) for c in captions for _ in range(variants)]
+    ok = torch.tensor([s is not None for s in out[::variants]], dtype=torch.bool)
+    kept = [s if s is not None else captions[i // variants] for i, s in enumerate(out)]
+    return kept, ok

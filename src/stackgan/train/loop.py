@@ -332,7 +332,11 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
                 if swap_emb is not None:  # some become the own caption with a colour swapped
                     swap = torch.rand(len(idx), generator=gen) < cfg.loss.swap_negatives
                     swap &= swap_ok[batch.caption_idx]
-                    own = swap_emb[batch.caption_idx.to(device)]
+                    n_var = cfg.loss.swap_variants
+                    pick = batch.caption_idx * n_var
+                    if n_var > 1:  # (one variant draws nothing: the data stream stays as it was)
+                        pick = pick + torch.randint(n_var, (len(idx),), generator=gen)
+                    own = swap_emb[pick.to(device)]
                     wrong = torch.where(swap.to(device)[:, None], own, wrong)
             z = torch.randn(len(idx), cfg.model.z_dim, device=device)
 
@@ -358,22 +362,23 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
                 stats.update({f"{k}{suffix}": v for k, v in d_stats.items()})
             if len(discriminators) > 1:
                 stats["d_loss"] = sum(stats[f"d_loss_{i}"] for i in range(len(discriminators)))
-            stats.update(
-                g_step(
-                    generator,
-                    discriminators,
-                    g_opt,
-                    out,
-                    text,
-                    kl_weight=cfg.loss.kl_weight,
-                    uncond_weight=cfg.loss.uncond_weight,
-                    color_weight=color_weight,
-                    lowres_weight=cfg.loss.lowres_weight,
-                    autocast=autocast,
-                    augment=augment,
+            if step >= tc.d_warmup_iters:
+                stats.update(
+                    g_step(
+                        generator,
+                        discriminators,
+                        g_opt,
+                        out,
+                        text,
+                        kl_weight=cfg.loss.kl_weight,
+                        uncond_weight=cfg.loss.uncond_weight,
+                        color_weight=color_weight,
+                        lowres_weight=cfg.loss.lowres_weight,
+                        autocast=autocast,
+                        augment=augment,
+                    )
                 )
-            )
-            update_ema(g_ema, generator, tc.ema_decay)
+                update_ema(g_ema, generator, tc.ema_decay)
             step += 1
             train_seconds += time.time() - iter_start
             for k, v in stats.items():
@@ -381,7 +386,7 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
             if pbar is not None:
                 pbar.update(1)
                 if step % 10 == 0:
-                    pbar.set_postfix(d=f"{stats['d_loss']:.3f}", g=f"{stats['g_loss']:.3f}")
+                    pbar.set_postfix(d=f"{stats['d_loss']:.3f}", g=f"{stats.get('g_loss', 0):.3f}")
 
             # 7. Maintenance on ticks -------------------------------------------------------------
             out_of_time = budget_s > 0 and train_seconds >= budget_s
@@ -468,9 +473,11 @@ def _swapped_embeddings(
     device: torch.device,
     text_encoder: TextEncoder | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Embeddings of every caption with one colour swapped (cached like the captions' own), and
-    which captions named a colour to swap."""
-    swapped, ok = colour_swapped_captions(ds.captions, seed=cfg.train.seed)
+    """Embeddings of every caption's colour-swapped versions (``loss.swap_variants`` per
+    caption, caption-major; cached like the captions' own), and which captions named a colour
+    to swap."""
+    k = cfg.loss.swap_variants
+    swapped, ok = colour_swapped_captions(ds.captions, seed=cfg.train.seed, variants=k)
     if not ok.any():
         raise ConfigError(
             "loss.swap_negatives: no caption of this dataset names a colour "
@@ -481,7 +488,7 @@ def _swapped_embeddings(
         "colour-swapped negatives for %.1f%% of captions, e.g. %r -> %r",
         100 * float(ok.float().mean()),
         ds.captions[first],
-        swapped[first],
+        swapped[first * k],
     )
     swap_emb = dataset_embeddings(
         swapped,
@@ -503,9 +510,20 @@ def _init_networks(
 ) -> None:
     """``train.init_from``: start from a checkpoint's weights (see the config key). The generator
     must match exactly; a discriminator may have parameters the checkpoint lacks, which keep
-    their initialisation (and are logged), but none the checkpoint has with another shape."""
-    ckpt = load_checkpoint(path)
-    old = checkpoint_config(ckpt, path)
+    their initialisation (and are logged), but none the checkpoint has with another shape.
+    An export (.safetensors) has no discriminator: G and its EMA start from its generator (the
+    Stage-I part of a v1 Stage-II export for a Stage-I config), D from its initialisation."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        g_state, old = load_export(path)
+        ckpt: dict[str, Any] = {"generator": g_state, "generator_ema": g_state, "step": -1}
+        if cfg.model.version == "v1" and cfg.model.stage == 1 and old.model.stage == 2:
+            ckpt["generator"] = ckpt["generator_ema"] = {
+                k.removeprefix("stage1."): v for k, v in g_state.items() if k.startswith("stage1.")
+            }
+    else:
+        ckpt = load_checkpoint(path)
+        old = checkpoint_config(ckpt, path)
     if old.text != cfg.text:
         raise ConfigError(f"train.init_from: {path} was trained with another text config")
     try:
@@ -513,6 +531,9 @@ def _init_networks(
         g_ema.load_state_dict(ckpt["generator_ema"])
     except RuntimeError as exc:
         raise ConfigError(f"train.init_from: {path} has another generator: {exc}") from exc
+    if "discriminators" not in ckpt:
+        logger.info("initialised the generator from the export %s; new discriminators", path)
+        return
     if len(ckpt["discriminators"]) != len(discriminators):
         raise ConfigError(f"train.init_from: {path} has another number of discriminators")
     for d, d_state in zip(discriminators, ckpt["discriminators"], strict=True):
