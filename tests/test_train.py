@@ -249,6 +249,26 @@ def test_init_from_a_stage2_export_takes_its_stage1(tiny_shapes, tmp_path):
     # one G step from the Stage-I weights: near them, far from a fresh init's
     fresh = build_generator(tiny_config(tiny_shapes)).state_dict()[k]
     assert (b["generator"][k] - s1_state[k]).abs().mean() < (fresh - s1_state[k]).abs().mean()
+    # a Stage-II run initialised from the Stage-II export keeps its own Stage-I
+    b1 = tmp_path / "b" / "model.safetensors"
+    cfg = tiny_config(
+        tiny_shapes,
+        stage=2,
+        **{
+            "model.stage1_checkpoint": str(b1),
+            "train.init_from": str(s2),
+            "train.d_warmup_iters": 1,
+        },
+    )
+    train(cfg, tmp_path / "c")
+    c = load_checkpoint(tmp_path / "c" / "checkpoint-latest.pt")["generator"]
+    s2_state, _ = load_export(s2)
+    b1_state, _ = load_export(b1)
+    for key, v in c.items():
+        if key.startswith("stage1.") and "num_batches" not in key and "running" not in key:
+            assert torch.equal(v, b1_state[key.removeprefix("stage1.")]), key
+        elif key.endswith("weight"):
+            assert torch.equal(v, s2_state[key]), key  # one D-only iteration: Stage-II as given
 
 
 def test_truncated_checkpoint_is_a_clear_error_and_resume_leaves_it(tiny_shapes, tmp_path):

@@ -252,7 +252,8 @@ class TrainConfig:
     # as a D head switched on here, keep their initialisation). Step, optimisers and RNG start
     # afresh; unlike --resume, the model config may differ in the discriminator. --resume wins
     # over it (a resumed fine-tuning run continues from its own checkpoint).
-    # An export (.safetensors, e.g. the bundled model) starts the generator only.
+    # An export (.safetensors, e.g. the bundled model) starts the generator only. A v1
+    # Stage-II run takes only the Stage-II weights (its Stage-I is model.stage1_checkpoint).
     init_from: str = ""
     # Iterations at the start that train the discriminators alone, G held still: with
     # init_from and a new D, so a trained G does not follow a random D's gradients at first.

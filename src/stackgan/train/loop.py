@@ -512,7 +512,9 @@ def _init_networks(
     must match exactly; a discriminator may have parameters the checkpoint lacks, which keep
     their initialisation (and are logged), but none the checkpoint has with another shape.
     An export (.safetensors) has no discriminator: G and its EMA start from its generator (the
-    Stage-I part of a v1 Stage-II export for a Stage-I config), D from its initialisation."""
+    Stage-I part of a v1 Stage-II export for a Stage-I config), D from its initialisation.
+    A v1 Stage-II config takes only the Stage-II weights: its Stage-I is model.stage1_checkpoint.
+    """
     path = Path(path)
     if path.suffix == ".safetensors":
         g_state, old = load_export(path)
@@ -526,9 +528,15 @@ def _init_networks(
         old = checkpoint_config(ckpt, path)
     if old.text != cfg.text:
         raise ConfigError(f"train.init_from: {path} was trained with another text config")
+    v1_stage2 = cfg.model.version == "v1" and cfg.model.stage == 2
     try:
-        generator.load_state_dict(ckpt["generator"])
-        g_ema.load_state_dict(ckpt["generator_ema"])
+        for net, key in ((generator, "generator"), (g_ema, "generator_ema")):
+            state = ckpt[key]
+            if v1_stage2:  # Stage-I stays the one model.stage1_checkpoint names
+                state = {k: v for k, v in state.items() if not k.startswith("stage1.")}
+            missing, unexpected = net.load_state_dict(state, strict=not v1_stage2)
+            if unexpected or any(not k.startswith("stage1.") for k in missing):
+                raise RuntimeError(f"missing {missing}, unexpected {unexpected}")
     except RuntimeError as exc:
         raise ConfigError(f"train.init_from: {path} has another generator: {exc}") from exc
     if "discriminators" not in ckpt:
