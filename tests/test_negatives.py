@@ -83,7 +83,9 @@ def test_swap_variants_cover_several_colours_and_one_variant_is_the_old_swap():
         colour_swapped_captions(caps, variants=0)
 
 
-def test_training_feeds_d_the_swapped_captions(tiny_shapes, tmp_path, monkeypatch):
+def _swap_variants_fed_to_d(tiny_shapes, run, monkeypatch, variants, iters):
+    """Train with every wrong caption a colour swap; for each (right, wrong) pair D saw, which
+    of the right caption's swapped versions the wrong one is (an assertion error if none)."""
     seen = []
     real_d_step = loop.d_step
 
@@ -92,53 +94,38 @@ def test_training_feeds_d_the_swapped_captions(tiny_shapes, tmp_path, monkeypatc
         return real_d_step(d, opt, real, fake, text, wrong, **kw)
 
     monkeypatch.setattr(loop, "d_step", spy)
-    cfg = tiny_config(tiny_shapes, **{"loss.swap_negatives": 1.0, "train.total_iters": 2})
-    train(cfg, tmp_path / "run")
-    assert "colour-swapped negatives" in (tmp_path / "run" / "log.txt").read_text()
+    extra = {"loss.swap_negatives": 1.0, "loss.swap_variants": variants}
+    cfg = tiny_config(tiny_shapes, **extra, **{"train.total_iters": iters})
+    train(cfg, run)
+    assert "colour-swapped negatives" in (run / "log.txt").read_text()
 
     from stackgan.data.cub import TextImageDataset
 
     ds = TextImageDataset(tiny_shapes, "train", 16, progress=False)
     emb = dataset_embeddings(ds.captions, "minilm", ds.cache_dir, progress=False)
-    swapped, ok = colour_swapped_captions(ds.captions, seed=cfg.train.seed)
+    swapped, ok = colour_swapped_captions(ds.captions, seed=cfg.train.seed, variants=variants)
     assert ok.all()  # every shapes caption names the object's colour
     swap_emb = dataset_embeddings(swapped, "minilm", ds.cache_dir, progress=False)
-    assert len(seen) == 2
+    assert len(seen) == iters
+    used = []
     for text, wrong in seen:
         for t, w in zip(text, wrong, strict=True):
             rows = (emb == t).all(dim=1).nonzero()[:, 0]  # the right caption (or a duplicate)
             assert len(rows) > 0
-            assert any(torch.equal(swap_emb[r], w) for r in rows)  # its own, colour-swapped
+            hits = [variants * int(r) + j for r in rows for j in range(variants)]
+            match = [h for h in hits if torch.equal(swap_emb[h], w)]
+            assert match  # one of its own caption's colour-swapped versions
+            used.append(match[0] % variants)
+    return used
+
+
+def test_training_feeds_d_the_swapped_captions(tiny_shapes, tmp_path, monkeypatch):
+    assert _swap_variants_fed_to_d(tiny_shapes, tmp_path / "run", monkeypatch, 1, 2)
 
 
 def test_training_draws_among_the_swap_variants(tiny_shapes, tmp_path, monkeypatch):
-    seen = []
-    real_d_step = loop.d_step
-
-    def spy(d, opt, real, fake, text, wrong, **kw):
-        seen.append((text.clone(), wrong.clone()))
-        return real_d_step(d, opt, real, fake, text, wrong, **kw)
-
-    monkeypatch.setattr(loop, "d_step", spy)
-    extra = {"loss.swap_negatives": 1.0, "loss.swap_variants": 4, "train.total_iters": 6}
-    cfg = tiny_config(tiny_shapes, **extra)
-    train(cfg, tmp_path / "run")
-
-    from stackgan.data.cub import TextImageDataset
-
-    ds = TextImageDataset(tiny_shapes, "train", 16, progress=False)
-    emb = dataset_embeddings(ds.captions, "minilm", ds.cache_dir, progress=False)
-    swapped, _ = colour_swapped_captions(ds.captions, seed=cfg.train.seed, variants=4)
-    swap_emb = dataset_embeddings(swapped, "minilm", ds.cache_dir, progress=False)
-    used = set()
-    for text, wrong in seen:
-        for t, w in zip(text, wrong, strict=True):
-            rows = (emb == t).all(dim=1).nonzero()[:, 0]
-            hits = [4 * int(r) + j for r in rows for j in range(4)]
-            match = [h for h in hits if torch.equal(swap_emb[h], w)]
-            assert match  # one of its own caption's swapped versions
-            used.add(match[0] % 4)
-    assert len(used) > 1  # not always the same version
+    used = _swap_variants_fed_to_d(tiny_shapes, tmp_path / "run", monkeypatch, 4, 6)
+    assert len(set(used)) > 1  # not always the same version
 
 
 def test_swap_negatives_errors(tiny_shapes, tmp_path):
