@@ -186,6 +186,13 @@ class LossConfig:
     # Colour-swapped versions made of each caption (each swaps a random colour mention for a
     # random other hue; one is drawn per use). 1 = a single fixed swap per caption.
     swap_variants: int = 1
+    # Text-image matching loss on G (not in either paper; AttnGAN's DAMSM and XMC-GAN's
+    # contrastive losses are the idea): a small image encoder is fitted to the real pairs for
+    # match_steps iterations before the GAN starts, then frozen, and G is trained with this
+    # weight so that its image's embedding picks its own caption out of the batch's
+    # (stackgan.train.matching). Conditional models only. 0 = off (the papers).
+    match_weight: float = 0.0
+    match_steps: int = 500
 
     def __post_init__(self) -> None:
         augment_names(self.augment)
@@ -201,6 +208,8 @@ class LossConfig:
             raise ConfigError("loss.swap_negatives must be in [0, 1]")
         if self.swap_variants < 1:
             raise ConfigError("loss.swap_variants must be at least 1")
+        if self.match_weight < 0 or self.match_steps < 1:
+            raise ConfigError("loss.match_weight must be >= 0 and loss.match_steps >= 1")
 
     def effective_color_weight(self, conditional: bool) -> float:
         if self.color_weight is not None:
@@ -285,6 +294,8 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
+        if self.loss.match_weight > 0 and not self.model.conditional:
+            raise ConfigError("loss.match_weight needs text: an unconditional model has none")
         if self.loss.swap_negatives > 0 and self.text.encoder == "precomputed":
             raise ConfigError(
                 "loss.swap_negatives needs a text encoder that can encode new captions; "

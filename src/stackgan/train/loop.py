@@ -12,6 +12,7 @@ import logging
 import math
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from stackgan.models.registry import build_discriminators, build_generator, imag
 from stackgan.text.encoders import TextEncoder, dataset_embeddings, is_encoder_file
 from stackgan.text.negatives import colour_swapped_captions
 from stackgan.train.ema import update_ema
+from stackgan.train.matching import fit_image_matcher, load_image_matcher, save_image_matcher
 from stackgan.train.monitor import MetricMonitor
 from stackgan.train.steps import d_step, g_step
 from stackgan.utils.images import make_grid, resize_to, save_png, to_uint8
@@ -53,6 +55,7 @@ LATEST = "checkpoint-latest.pt"
 GRID_CAPTIONS_PER_ROW = {1: 8, 2: 2}  # by number of stages shown side by side
 EXPORT = "model.safetensors"
 BEST_EXPORT = "model-best.safetensors"  # the best g_ema by the training metric so far
+MATCHER_FILE = "image-matcher.safetensors"  # the frozen encoder of loss.match_weight
 
 
 def make_run_dir(outdir: str | Path, cfg: ExperimentConfig) -> Path:
@@ -252,6 +255,10 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
     elif tc.init_from:
         _init_networks(tc.init_from, cfg, generator, g_ema, discriminators)
 
+    matcher = None
+    if cfg.loss.match_weight > 0 and emb is not None and isinstance(ds, TextImageDataset):
+        matcher = _image_matcher(cfg, run_dir, ds, emb, sizes, device, augment)
+
     _write_config(run_dir, cfg, step)
 
     # 6. Loop -------------------------------------------------------------------------------------
@@ -376,6 +383,8 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
                         lowres_weight=cfg.loss.lowres_weight,
                         autocast=autocast,
                         augment=augment,
+                        matcher=matcher,
+                        match_weight=cfg.loss.match_weight,
                     )
                 )
                 update_ema(g_ema, generator, tc.ema_decay)
@@ -499,6 +508,42 @@ def _swapped_embeddings(
         encoder=text_encoder,
     )
     return swap_emb.to(device, torch.float32), ok
+
+
+def _image_matcher(
+    cfg: ExperimentConfig,
+    run_dir: Path,
+    ds: TextImageDataset,
+    emb: torch.Tensor,
+    sizes: list[int],
+    device: torch.device,
+    augment: Callable[[torch.Tensor], torch.Tensor] | None,
+) -> nn.Module:
+    """The frozen image encoder of ``loss.match_weight``: the run's own (a resume reads it back),
+    or fitted on the training pairs and saved beside the checkpoints."""
+    path = run_dir / MATCHER_FILE
+    if path.exists():
+        logger.info("image matcher from %s", path)
+        return load_image_matcher(path, device)
+    bs = cfg.train.batch_size
+
+    def sample(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.randint(len(ds), (bs,), generator=gen)
+        caps = ds.random_captions(idx, gen)
+        return ds.images_at(idx, sizes[-1:], gen)[0], emb[caps.to(emb.device)]
+
+    logger.info("fitting the image matcher (%d steps)", cfg.loss.match_steps)
+    matcher = fit_image_matcher(
+        sample,
+        emb.shape[1],
+        cfg.loss.match_steps,
+        device,
+        seed=cfg.train.seed,
+        augment=augment,
+        progress=cfg.train.progress,
+    )
+    save_image_matcher(path, matcher)
+    return matcher
 
 
 def _init_networks(

@@ -18,6 +18,7 @@ from stackgan.losses import (
 )
 from stackgan.models.discriminator import Discriminator
 from stackgan.models.v1 import GeneratorOutput
+from stackgan.train.matching import info_nce
 
 Autocast = Callable[[], contextlib.AbstractContextManager[object]]
 Augment = Callable[[torch.Tensor], torch.Tensor]
@@ -127,11 +128,15 @@ def g_step(
     lowres_weight: float = 0.0,
     autocast: Autocast = _no_autocast,
     augment: Augment | None = None,
+    matcher: nn.Module | None = None,
+    match_weight: float = 0.0,
 ) -> dict[str, float]:
     """Update G to fool every discriminator at its scale, plus lambda * KL of its Conditioning
     Augmentation and, when ``color_weight > 0``, colour consistency between consecutive scales
     (StackGAN++ eq. 8; for v1 Stage-II, between the Stage-I image and its own), and when
-    ``lowres_weight > 0`` the L1 distance of each image, downsampled, to the coarser one.
+    ``lowres_weight > 0`` the L1 distance of each image, downsampled, to the coarser one; with
+    a frozen ``matcher`` (:mod:`stackgan.train.matching`), ``match_weight`` times the InfoNCE of
+    the final image's embedding against the batch's text.
 
     ``discriminators`` judge the last ``len(discriminators)`` images of ``out`` (v1: Stage-II's
     D sees only the 256 image; v2: one D per branch). ``out`` is the generator output of this
@@ -166,6 +171,12 @@ def g_step(
             lr = lowres_consistency(fine, coarse)
             loss = loss + lowres_weight * lr
             res[f"lowres_{i}"] = float(lr.detach())
+    if matcher is not None and text is not None and match_weight > 0:
+        with autocast():
+            emb = matcher(aug(out.images[-1]))
+        match, acc = info_nce(emb, text)
+        loss = loss + match_weight * match
+        res.update(match=float(match.detach()), match_top1=float(acc))
     if out.mus:
         kl = sum(
             (kl_divergence(m.float(), lv.float()) for m, lv in zip(out.mus, out.logvars)),
