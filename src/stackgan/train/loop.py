@@ -536,6 +536,7 @@ def _image_matcher(
     matcher = fit_image_matcher(
         sample,
         emb.shape[1],
+        sizes[-1],
         cfg.loss.match_steps,
         device,
         seed=cfg.train.seed,

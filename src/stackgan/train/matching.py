@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stackgan.models.discriminator import BASE_SIZE, log2_ratio
 from stackgan.models.layers import DownBlock
 
 logger = logging.getLogger(__name__)
@@ -36,24 +37,26 @@ FORMAT = "stackgan-image-matcher"
 
 
 class ImageMatcher(nn.Module):
-    """(B, 3, S, S) images in [-1, 1], S a multiple of 64 -> (B, text_dim) unit vectors.
+    """(B, 3, S, S) images in [-1, 1] -> (B, text_dim) unit vectors.
 
-    Four stride-2 convs to 4x4 (no normalisation layers, so it behaves the same in training
-    and, frozen, inside G's loss), then a linear map to the text space.
+    Images are area-downsampled to ``size`` (64, or the image size where that is smaller),
+    then stride-2 convs take them to 4x4 (no normalisation layers, so it behaves the same in
+    training and, frozen, inside G's loss) and a linear map to the text space.
     """
 
-    def __init__(self, text_dim: int, width: int = 32) -> None:
+    def __init__(self, text_dim: int, size: int = MATCH_SIZE, width: int = 32) -> None:
         super().__init__()
-        self.text_dim, self.width = text_dim, width
-        chans = [3, width, width * 2, width * 4, width * 8]
+        self.text_dim, self.size, self.width = text_dim, size, width
+        n_down = log2_ratio(size, BASE_SIZE)
+        chans = [3] + [width * 2**i for i in range(n_down)]
         self.body = nn.Sequential(
             *(DownBlock(a, b, batch_norm=False) for a, b in itertools.pairwise(chans))
         )
-        self.fc = nn.Linear(width * 8 * 4 * 4, text_dim)
+        self.fc = nn.Linear(chans[-1] * BASE_SIZE * BASE_SIZE, text_dim)
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
-        if img.shape[-1] != MATCH_SIZE:
-            img = F.adaptive_avg_pool2d(img, MATCH_SIZE)
+        if img.shape[-1] != self.size:
+            img = F.adaptive_avg_pool2d(img, self.size)
         code = self.body(img)
         return F.normalize(self.fc(code.flatten(1)).float(), dim=1)
 
@@ -80,6 +83,7 @@ def info_nce(
 def fit_image_matcher(
     sample: Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]],
     text_dim: int,
+    size: int,
     steps: int,
     device: torch.device,
     seed: int = 0,
@@ -87,9 +91,23 @@ def fit_image_matcher(
     progress: bool = False,
 ) -> ImageMatcher:
     """Fit an :class:`ImageMatcher` on real pairs; ``sample(gen)`` returns one batch of
-    (images, text embeddings). Returned frozen, in eval mode."""
-    torch.manual_seed(seed)
-    matcher = ImageMatcher(text_dim).to(device)
+    (images, text embeddings) at image size ``size``. Returned frozen, in eval mode."""
+    with torch.random.fork_rng(devices=[]):  # the training run's random stream stays as it was
+        torch.manual_seed(seed)
+        return _fit(sample, text_dim, size, steps, device, seed, augment, progress)
+
+
+def _fit(
+    sample: Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]],
+    text_dim: int,
+    size: int,
+    steps: int,
+    device: torch.device,
+    seed: int,
+    augment: Callable[[torch.Tensor], torch.Tensor] | None,
+    progress: bool,
+) -> ImageMatcher:
+    matcher = ImageMatcher(text_dim, min(size, MATCH_SIZE)).to(device)
     opt = torch.optim.Adam(matcher.parameters(), lr=5e-4)
     gen = torch.Generator().manual_seed(seed)
     it: Iterable[int] = range(steps)
@@ -120,7 +138,10 @@ def save_image_matcher(path: Path, matcher: ImageMatcher) -> None:
 
     from stackgan.utils.cache import atomic_write
 
-    meta = {"format": FORMAT, "text_dim": str(matcher.text_dim), "width": str(matcher.width)}
+    meta = {
+        "format": FORMAT,
+        **{k: str(getattr(matcher, k)) for k in ("text_dim", "size", "width")},
+    }
     state = {k: v.detach().cpu().contiguous() for k, v in matcher.state_dict().items()}
     atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
 
@@ -133,7 +154,9 @@ def load_image_matcher(path: Path, device: torch.device) -> ImageMatcher:
         meta, state = read_safetensors(path)
         if meta.get("format") != FORMAT:
             raise ValueError(f"not a stackgan image matcher (format {meta.get('format')})")
-        matcher = ImageMatcher(int(meta["text_dim"]), int(meta["width"]))
+        matcher = ImageMatcher(
+            int(meta["text_dim"]), int(meta.get("size", MATCH_SIZE)), int(meta["width"])
+        )
         matcher.load_state_dict(state)
     except Exception as exc:  # truncated file, foreign file, other shapes
         raise CheckpointError(f"cannot read the image matcher {path}: {exc}") from exc
