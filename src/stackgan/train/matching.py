@@ -128,7 +128,10 @@ def _fit(
         if (step + 1) % 250 == 0 or step + 1 == steps:
             recent = sum(accs[-50:]) / len(accs[-50:])
             logger.info(
-                "image matcher step %d: loss %.3f, batch top-1 %.3f", step + 1, float(loss), recent
+                "image matcher step %d: loss %.3f, batch top-1 %.3f",
+                step + 1,
+                float(loss.detach()),
+                recent,
             )
     return matcher.eval().requires_grad_(False)
 
