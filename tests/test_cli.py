@@ -182,7 +182,7 @@ def test_export_command(tiny_model, tmp_path):
 
 
 def test_consistency_command(tiny_model, tiny_shapes, tmp_path):
-    out = tmp_path / "c.json"
+    out = tmp_path / "not-yet" / "c.json"  # a missing folder is created
     r = CliRunner().invoke(
         main,
         [

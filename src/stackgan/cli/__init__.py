@@ -426,8 +426,10 @@ def consistency(
     res["model"] = str(model or "bundled")
     text = json.dumps(res, indent=2)
     click.echo(text)
-    if out:
-        Path(out).write_text(text + "\n")
+    if out:  # (a missing folder is created: the figures took minutes to compute)
+        from stackgan.utils.cache import atomic_write
+
+        atomic_write(Path(out), lambda tmp: tmp.write_text(text + "\n"))
 
 
 # ----------------------------------------------------------------------------------------------
