@@ -2,12 +2,13 @@ import json
 import pickle
 
 import pytest
+import torch
 from click.testing import CliRunner
 from PIL import Image
 
 from stackgan.cli import main
 
-from .conftest import tiny_overrides
+from .conftest import tiny_config, tiny_overrides
 
 
 @pytest.fixture(scope="module")
@@ -231,7 +232,7 @@ def test_demo_writes_a_gallery_and_trains(tiny_model, tmp_path):
     assert img_srcs and all((out / src).exists() for src in img_srcs)  # every image resolves
 
 
-def test_text_encoder_train_and_eval_commands(tiny_shapes, tmp_path):
+def test_text_encoder_train_eval_and_extract_commands(tiny_shapes, tiny_model, tmp_path):
     """`text-encoder train` then `text-encoder eval` on real Inception pool3 features."""
     from stackgan.metrics.features import MetricError, default_network_path
 
@@ -263,3 +264,18 @@ def test_text_encoder_train_and_eval_commands(tiny_shapes, tmp_path):
     assert pair["ci95_low"] <= pair["difference"] <= pair["ci95_high"]
     assert 0 <= pair["mcnemar_p"] <= 1
     assert "R-precision" in res.output and "McNemar" in res.output
+    # a GAN export embeds its trained encoder; `extract` writes it back out, same embeddings
+    from stackgan.checkpoint import export_generator
+    from stackgan.models.registry import build_generator
+
+    cfg = tiny_config(tiny_shapes, **{"text.encoder": str(enc), "text.dim": 256})
+    model = tmp_path / "m.safetensors"
+    export_generator(model, build_generator(cfg).state_dict(), cfg)
+    back = tmp_path / "back.safetensors"
+    res = CliRunner().invoke(main, ["text-encoder", "extract", str(model), "--out", str(back)])
+    assert res.exit_code == 0, res.output
+    caps = ["a red star on a sand background"]
+    a, b = TrainedTextEncoder(enc).encode(caps), TrainedTextEncoder(back).encode(caps)
+    assert torch.equal(a, b)
+    res = CliRunner().invoke(main, ["text-encoder", "extract", str(tiny_model), "--out", str(back)])
+    assert res.exit_code != 0 and "embeds no text encoder" in res.output

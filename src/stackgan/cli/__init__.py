@@ -626,6 +626,35 @@ def text_encoder_train(
     click.echo(f"wrote {out}: {matcher.text.out_dim}-d, loss {losses[0]:.3f} -> {losses[-1]:.3f}")
 
 
+@text_encoder.command("extract")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output .safetensors.")
+def text_encoder_extract(model: str, out: str) -> None:
+    """Write the text encoder embedded in a GAN export as an encoder file of its own.
+
+    A run that fine-tunes an export (train.init_from) needs its encoder under the path its
+    config names (text.encoder); this writes it there.
+
+    \b
+    Example:
+      stackgan text-encoder extract src/stackgan/assets/shapes-v1.safetensors \\
+          --out runs/text/shapes-text-b4k.safetensors
+    """
+    if not out.endswith(".safetensors"):
+        raise click.UsageError("--out must end in .safetensors")
+    from stackgan.checkpoint import embedded_text_encoder, load_export
+    from stackgan.text.trainable import save_matcher
+
+    _, cfg = load_export(model)
+    enc = embedded_text_encoder(model)
+    if enc is None:
+        raise click.ClickException(
+            f"{model} embeds no text encoder (text.encoder {cfg.text.encoder})"
+        )
+    save_matcher(out, enc.matcher, {"extracted_from": str(model), "digest": enc.meta["digest"]})
+    click.echo(f"wrote {out}: the encoder of {model} (its config names {cfg.text.encoder})")
+
+
 @text_encoder.command("eval")
 @click.option("--data", "data_root", required=True, type=click.Path(file_okay=False))
 @click.option(
