@@ -6,6 +6,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from stackgan.checkpoint import export_generator
 from stackgan.cli import main
 
 from .conftest import tiny_config, tiny_overrides
@@ -182,6 +183,35 @@ def test_export_command(tiny_model, tmp_path):
     assert out.stat().st_size < tiny_model.stat().st_size
 
 
+def test_export_swaps_the_stage1_of_a_stage2_model(tiny_model, tiny_shapes, tmp_path):
+    from stackgan.checkpoint import load_export
+    from stackgan.models.registry import build_generator
+    from stackgan.train import train
+
+    s2 = train(
+        tiny_config(tiny_shapes, stage=2, **{"model.stage1_checkpoint": str(tiny_model)}),
+        tmp_path / "s2",
+    )
+    other = tmp_path / "other-s1.safetensors"  # another Stage-I: fresh weights
+    export_generator(
+        other, build_generator(tiny_config(tiny_shapes)).state_dict(), tiny_config(tiny_shapes)
+    )
+    out = tmp_path / "swapped.safetensors"
+    r = CliRunner().invoke(main, ["export", str(s2), "--out", str(out), "--stage1", str(other)])
+    assert r.exit_code == 0, r.output
+    new, cfg = load_export(out)
+    old, _ = load_export(s2)
+    s1, _ = load_export(other)
+    assert cfg.model.stage1_checkpoint == str(other)
+    for k, v in new.items():
+        want = s1[k.removeprefix("stage1.")] if k.startswith("stage1.") else old[k]
+        assert torch.equal(v, want), k
+    bad = CliRunner().invoke(
+        main, ["export", str(other), "--out", str(out), "--stage1", str(other)]
+    )
+    assert bad.exit_code != 0 and "needs a v1 Stage-II model" in bad.output
+
+
 def test_consistency_command(tiny_model, tiny_shapes, tmp_path):
     out = tmp_path / "not-yet" / "c.json"  # a missing folder is created
     r = CliRunner().invoke(
@@ -265,7 +295,6 @@ def test_text_encoder_train_eval_and_extract_commands(tiny_shapes, tiny_model, t
     assert 0 <= pair["mcnemar_p"] <= 1
     assert "R-precision" in res.output and "McNemar" in res.output
     # a GAN export embeds its trained encoder; `extract` writes it back out, same embeddings
-    from stackgan.checkpoint import export_generator
     from stackgan.models.registry import build_generator
 
     cfg = tiny_config(tiny_shapes, **{"text.encoder": str(enc), "text.dim": 256})

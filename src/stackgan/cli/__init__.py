@@ -10,9 +10,12 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+
+if TYPE_CHECKING:
+    from stackgan.config import ExperimentConfig
 
 from stackgan import __version__
 
@@ -283,7 +286,15 @@ def _sample_embeddings(sampler: Any, path: Path, out: Path, seed: int, num_image
     "--out", required=True, type=click.Path(dir_okay=False), help="Output .safetensors file."
 )
 @click.option("--half", is_flag=True, help="Store weights in fp16 (half the size).")
-def export(checkpoint: str, out: str, half: bool) -> None:
+@click.option(
+    "--stage1",
+    "stage1",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="v1 Stage-II only: put this Stage-I generator (an export or checkpoint) under its "
+    "Stage-II, e.g. a Stage-I fine-tuned after the Stage-II was trained.",
+)
+def export(checkpoint: str, out: str, half: bool, stage1: str | None) -> None:
     """Export a training checkpoint's EMA generator for sampling.
 
     CHECKPOINT may also be an export (``model.safetensors``, ``model-best.safetensors``) to
@@ -305,13 +316,40 @@ def export(checkpoint: str, out: str, half: bool) -> None:
     if checkpoint.endswith(".safetensors"):
         state, cfg = load_export(checkpoint)
         encoder = embedded_text_encoder(checkpoint) if cfg.model.conditional else None
+        if stage1:
+            state, cfg = _with_stage1(state, cfg, stage1)
         export_generator(out, state, cfg, half=half, text_encoder=encoder)
         click.echo(f"wrote {out} (from the export {checkpoint})")
         return
     ckpt = load_checkpoint(checkpoint)
     cfg = checkpoint_config(ckpt, checkpoint)
-    export_generator(out, ckpt["generator_ema"], cfg, half=half)
+    state = ckpt["generator_ema"]
+    if stage1:
+        state, cfg = _with_stage1(state, cfg, stage1)
+    export_generator(out, state, cfg, half=half)
     click.echo(f"wrote {out} (step {ckpt['step']})")
+
+
+def _with_stage1(
+    state: dict[str, Any], cfg: ExperimentConfig, stage1: str
+) -> tuple[dict[str, Any], ExperimentConfig]:
+    """A v1 Stage-II generator state with its Stage-I weights replaced by ``stage1``'s."""
+    import dataclasses
+
+    from stackgan.train.loop import load_generator_weights
+
+    if cfg.model.version != "v1" or cfg.model.stage != 2:
+        raise click.UsageError("--stage1 needs a v1 Stage-II model")
+    s1_state, s1_cfg = load_generator_weights(stage1)
+    if s1_cfg.model.stage != 1 or s1_cfg.text != cfg.text:
+        raise click.UsageError(f"--stage1 {stage1} is not a Stage-I model with this text config")
+    new = dict(state)
+    for k, v in s1_state.items():
+        if f"stage1.{k}" not in new or new[f"stage1.{k}"].shape != v.shape:
+            raise click.UsageError(f"--stage1 {stage1} does not match this Stage-I ({k})")
+        new[f"stage1.{k}"] = v
+    model = dataclasses.replace(cfg.model, stage1_checkpoint=stage1)
+    return new, dataclasses.replace(cfg, model=model)
 
 
 # ----------------------------------------------------------------------------------------------
