@@ -7,6 +7,7 @@ same machine.
 
     python benchmarks/bench_train_step.py                # shapes widths, CPU or GPU
     python benchmarks/bench_train_step.py --paper --device cuda --compile
+    python benchmarks/bench_train_step.py --match --only 1   # + the matching loss on G
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 from stackgan.models.discriminator import Discriminator
 from stackgan.models.v1 import Stage1Generator, Stage2Generator
 from stackgan.models.v2 import TreeGenerator
+from stackgan.train.matching import ImageMatcher
 from stackgan.train.steps import d_step, g_step
 from stackgan.utils.runtime import autocast_factory
 
@@ -44,9 +46,12 @@ def build(stage: str, w: dict[str, int], paper: bool, text_dim: int = 384):
     return g2, [Discriminator(256, text_dim, w["ndf2"], 128, uncond=True)], [256]
 
 
-def time_step(stage, widths, paper, batch, device, amp, channels_last, compile_, iters, warmup):
+def time_step(
+    stage, widths, paper, batch, device, amp, channels_last, compile_, iters, warmup, match=False
+):
     torch.manual_seed(0)
     g, ds, sizes = build(stage, widths, paper)
+    matcher = ImageMatcher(384).to(device).eval().requires_grad_(False) if match else None
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     g.to(device, memory_format=fmt).train()
     for d in ds:
@@ -73,7 +78,7 @@ def time_step(stage, widths, paper, batch, device, amp, channels_last, compile_,
             out = g(z, t)
         for d, do, real, fake in zip(ds, dos, reals, out.images[-len(ds) :]):
             d_step(d, do, real, fake, t, t.roll(1, 0), autocast=ac)
-        g_step(g, ds, go, out, t, autocast=ac)
+        g_step(g, ds, go, out, t, autocast=ac, matcher=matcher, match_weight=1.0)
     sync()
     return (time.perf_counter() - t0) / iters
 
@@ -86,6 +91,7 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--only", default="", help="comma list of 1, 2, v2 (default: all)")
+    ap.add_argument("--match", action="store_true", help="also time the matching loss on G")
     args = ap.parse_args()
     device = torch.device(args.device)
     widths = PAPER if args.paper else SHAPES
@@ -96,25 +102,37 @@ def main() -> None:
     )
     print(f"widths: {'paper' if args.paper else 'shapes preset'} {widths}")
     variants = [
-        ("fp32 NCHW (baseline)", "off", False, False),
-        ("fp32 channels_last", "off", True, False),
-        ("bf16 autocast channels_last", "bf16", True, False),
+        ("fp32 NCHW (baseline)", "off", False, False, False),
+        ("fp32 channels_last", "off", True, False, False),
+        ("bf16 autocast channels_last", "bf16", True, False, False),
     ]
     if args.compile:
-        variants.append(("bf16 channels_last + compile", "bf16", True, True))
+        variants.append(("bf16 channels_last + compile", "bf16", True, True, False))
+    if args.match:
+        variants.append(("fp32 channels_last + matching loss", "off", True, False, True))
     runs = [("1", 64, "v1 Stage-I"), ("2", 16, "v1 Stage-II"), ("v2", 24, "v2 3-branch tree")]
     for stage, batch, label in runs:
         if args.only and stage not in args.only.split(","):
             continue
         base = None
         print(f"\n{label} step, batch {batch}:")
-        for name, amp, cl, comp in variants:
+        for name, amp, cl, comp, match in variants:
             s = time_step(
-                stage, widths, args.paper, batch, device, amp, cl, comp, args.iters, args.warmup
+                stage,
+                widths,
+                args.paper,
+                batch,
+                device,
+                amp,
+                cl,
+                comp,
+                args.iters,
+                args.warmup,
+                match,
             )
             base = base or s
             print(
-                f"  {name:32s} {s * 1000:9.1f} ms/it   speed-up x{base / s:5.2f}   "
+                f"  {name:36s} {s * 1000:9.1f} ms/it   speed-up x{base / s:5.2f}   "
                 f"{batch / s:8.1f} img/s"
             )
 
