@@ -316,18 +316,15 @@ def export(checkpoint: str, out: str, half: bool, stage1: str | None) -> None:
     if checkpoint.endswith(".safetensors"):
         state, cfg = load_export(checkpoint)
         encoder = embedded_text_encoder(checkpoint) if cfg.model.conditional else None
-        if stage1:
-            state, cfg = _with_stage1(state, cfg, stage1)
-        export_generator(out, state, cfg, half=half, text_encoder=encoder)
-        click.echo(f"wrote {out} (from the export {checkpoint})")
-        return
-    ckpt = load_checkpoint(checkpoint)
-    cfg = checkpoint_config(ckpt, checkpoint)
-    state = ckpt["generator_ema"]
+        source = f"from the export {checkpoint}"
+    else:
+        ckpt = load_checkpoint(checkpoint)
+        cfg = checkpoint_config(ckpt, checkpoint)
+        state, encoder, source = ckpt["generator_ema"], None, f"step {ckpt['step']}"
     if stage1:
         state, cfg = _with_stage1(state, cfg, stage1)
-    export_generator(out, state, cfg, half=half)
-    click.echo(f"wrote {out} (step {ckpt['step']})")
+    export_generator(out, state, cfg, half=half, text_encoder=encoder)
+    click.echo(f"wrote {out} ({source})")
 
 
 def _with_stage1(

@@ -564,7 +564,7 @@ def _init_networks(
     path = Path(path)
     if path.suffix == ".safetensors":
         g_state, old = load_export(path)
-        ckpt: dict[str, Any] = {"generator": g_state, "generator_ema": g_state, "step": -1}
+        ckpt: dict[str, Any] = {"generator": g_state, "generator_ema": g_state}
         if cfg.model.version == "v1" and cfg.model.stage == 1 and old.model.stage == 2:
             ckpt["generator"] = ckpt["generator_ema"] = {
                 k.removeprefix("stage1."): v for k, v in g_state.items() if k.startswith("stage1.")

@@ -94,46 +94,33 @@ def fit_image_matcher(
     (images, text embeddings) at image size ``size``. Returned frozen, in eval mode."""
     with torch.random.fork_rng(devices=[]):  # the training run's random stream stays as it was
         torch.manual_seed(seed)
-        return _fit(sample, text_dim, size, steps, device, seed, augment, progress)
+        matcher = ImageMatcher(text_dim, min(size, MATCH_SIZE)).to(device)
+        opt = torch.optim.Adam(matcher.parameters(), lr=5e-4)
+        gen = torch.Generator().manual_seed(seed)
+        it: Iterable[int] = range(steps)
+        if progress:
+            from tqdm import tqdm
 
-
-def _fit(
-    sample: Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]],
-    text_dim: int,
-    size: int,
-    steps: int,
-    device: torch.device,
-    seed: int,
-    augment: Callable[[torch.Tensor], torch.Tensor] | None,
-    progress: bool,
-) -> ImageMatcher:
-    matcher = ImageMatcher(text_dim, min(size, MATCH_SIZE)).to(device)
-    opt = torch.optim.Adam(matcher.parameters(), lr=5e-4)
-    gen = torch.Generator().manual_seed(seed)
-    it: Iterable[int] = range(steps)
-    if progress:
-        from tqdm import tqdm
-
-        it = tqdm(it, desc="image matcher", unit="it", dynamic_ncols=True)
-    accs: list[float] = []
-    for step in it:
-        images, text = sample(gen)
-        if augment is not None:
-            images = augment(images)
-        loss, acc = info_nce(matcher(images.to(device)), text.to(device), symmetric=True)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        accs.append(float(acc))
-        if (step + 1) % 250 == 0 or step + 1 == steps:
-            recent = sum(accs[-50:]) / len(accs[-50:])
-            logger.info(
-                "image matcher step %d: loss %.3f, batch top-1 %.3f",
-                step + 1,
-                float(loss.detach()),
-                recent,
-            )
-    return matcher.eval().requires_grad_(False)
+            it = tqdm(it, desc="image matcher", unit="it", dynamic_ncols=True)
+        accs: list[float] = []
+        for step in it:
+            images, text = sample(gen)
+            if augment is not None:
+                images = augment(images)
+            loss, acc = info_nce(matcher(images.to(device)), text.to(device), symmetric=True)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            accs.append(float(acc))
+            if (step + 1) % 250 == 0 or step + 1 == steps:
+                recent = sum(accs[-50:]) / len(accs[-50:])
+                logger.info(
+                    "image matcher step %d: loss %.3f, batch top-1 %.3f",
+                    step + 1,
+                    float(loss.detach()),
+                    recent,
+                )
+        return matcher.eval().requires_grad_(False)
 
 
 def save_image_matcher(path: Path, matcher: ImageMatcher) -> None:
