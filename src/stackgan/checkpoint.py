@@ -5,6 +5,12 @@ A training checkpoint is a ``torch.save`` dict of tensors and plain data (``form
 ``optimizers``, ``rng``), written atomically and loaded with ``weights_only=True``. Modules are
 rebuilt from the stored config, never unpickled.
 
+Both are verified on load: a checkpoint against the CRC-32 of every record of its zip (which
+``torch.load`` does not check), an export against the SHA-256 of its tensors and metadata stored
+in its header (``digest``). Neither is written, nor read, with a NaN or infinite weight. An
+export's config is bounded and its tensor shapes are checked against the network that config
+describes, built on the ``meta`` device (no memory), before anything is allocated.
+
 An inference export is the EMA generator as ``.safetensors`` with the config and text-encoder
 name in the metadata; sampling and serving load only this. A model conditioned on a trained
 text encoder file (``text.encoder: path.safetensors``) carries that encoder inside the export
@@ -14,9 +20,12 @@ keeps working when it is copied away from the encoder file.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import pickle
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,12 +37,16 @@ from stackgan.config import ConfigError, ExperimentConfig, config_from_dict
 from stackgan.text.encoders import is_encoder_file
 from stackgan.utils.cache import atomic_torch_save, atomic_write, read_safetensors
 
+logger = logging.getLogger(__name__)
+
 if TYPE_CHECKING:
     from stackgan.text.trainable import TrainedTextEncoder
 
 FORMAT_VERSION = 1
 EXPORT_FORMAT = "stackgan-export"
 TEXT_PREFIX = "text_encoder."
+DIGEST_KEY = "digest"  # export metadata: sha256 of the other metadata and every tensor
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's zip format (a training checkpoint)
 
 
 class CheckpointError(ValueError):
@@ -46,21 +59,76 @@ def _package_version() -> str:
     return __version__
 
 
-def save_checkpoint(path: str | Path, cfg: ExperimentConfig, **state: Any) -> None:
+def _tensors(obj: Any, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    """Every tensor in a nested dict/list, with a dotted name."""
+    if isinstance(obj, torch.Tensor):
+        yield prefix, obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _tensors(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(obj, list | tuple):
+        for i, v in enumerate(obj):
+            yield from _tensors(v, f"{prefix}.{i}" if prefix else str(i))
+
+
+def nonfinite(obj: Any) -> list[str]:
+    """Names of the floating-point tensors in ``obj`` (a state dict, a checkpoint) that hold a
+    NaN or an infinity."""
+    return [
+        name
+        for name, t in _tensors(obj)
+        if t.is_floating_point() and not bool(torch.isfinite(t).all())
+    ]
+
+
+def _refuse_nonfinite(path: Path, what: Any, action: str) -> None:
+    bad = nonfinite(what)
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise CheckpointError(
+            f"{action} {path}: non-finite values (NaN/inf) in {', '.join(bad[:3])}{more}"
+        )
+
+
+def save_checkpoint(
+    path: str | Path, cfg: ExperimentConfig, previous: str | Path | None = None, **state: Any
+) -> None:
+    """Write a training checkpoint atomically. ``previous``: keep the checkpoint being replaced
+    under this name (``checkpoint-previous.pt``). A state with a NaN or infinite tensor is
+    refused (``CheckpointError``) and nothing is written."""
+    path = Path(path)
+    _refuse_nonfinite(path, state, "refusing to write")
     payload = {
         "format_version": FORMAT_VERSION,
         "package_version": _package_version(),
         "config": cfg.to_dict(),
         **state,
     }
-    atomic_torch_save(payload, path)
+    atomic_torch_save(payload, path, backup=previous)
+
+
+def _verify_zip(path: Path) -> None:
+    """Check every record of a torch zip checkpoint against its CRC-32 (torch.load does not, so
+    flipped bytes would otherwise load as wrong weights)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({exc})") from exc
+    if bad is not None:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt: record {bad} fails its CRC check (damaged on disk "
+            "or in transfer)"
+        )
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a training checkpoint safely (``weights_only=True``) and check its format."""
+    """Load a training checkpoint safely (``weights_only=True``), verified: zip CRCs, format,
+    and no NaN or infinite tensor."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    _verify_zip(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError) as exc:
@@ -74,6 +142,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{path} has format {ckpt['format_version']}; this stackgan reads up to "
             f"{FORMAT_VERSION} (upgrade the package)"
         )
+    _refuse_nonfinite(path, ckpt, "refusing to load")
     return ckpt
 
 
@@ -111,6 +180,7 @@ def export_generator(
         "text_encoder": cfg.text.encoder,
         "text_dim": str(cfg.text.dim),
     }
+    _refuse_nonfinite(path, tensors, "refusing to write")
     if cfg.model.conditional and is_encoder_file(cfg.text.encoder):
         from stackgan.text.trainable import TrainedTextEncoder, matcher_header
 
@@ -119,26 +189,97 @@ def export_generator(
             tensors[TEXT_PREFIX + k] = v.detach().cpu().contiguous()
         header = {**matcher_header(enc.matcher), "digest": enc.meta["digest"]}
         meta["text_encoder_header"] = json.dumps(header)
+    meta[DIGEST_KEY] = export_digest(meta, tensors)
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
 
-def load_export(path: str | Path) -> tuple[dict[str, torch.Tensor], ExperimentConfig]:
-    """Read an inference export -> (fp32 generator state dict, config); an embedded text
-    encoder is left on disk (:func:`load_export_text_encoder` reads it)."""
-    path = Path(path)
+def export_digest(meta: dict[str, str], tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the metadata (all but the digest itself) and every tensor's name, dtype,
+    shape and bytes, in name order: independent of how the file lays them out."""
+    h = hashlib.sha256()
+    h.update(
+        json.dumps({k: v for k, v in meta.items() if k != DIGEST_KEY}, sort_keys=True).encode()
+    )
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"\0{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().data)
+    return h.hexdigest()
+
+
+def _read_export(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """An export's metadata and all its tensors, verified against the stored digest (exports
+    written before digests existed are read unverified)."""
     if not path.is_file():
         raise CheckpointError(f"model file not found: {path}")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic == ZIP_MAGIC:
+        raise CheckpointError(
+            f"{path} is a training checkpoint, not an inference export: write one with "
+            f"`stackgan export {path} --out model.safetensors`"
+        )
     try:
-        meta, tensors = read_safetensors(path, lambda k: not k.startswith(TEXT_PREFIX))
+        meta, tensors = read_safetensors(path)
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"model file {path} is truncated or corrupt: {exc}") from exc
     if meta.get("format") != EXPORT_FORMAT:
         raise CheckpointError(f"{path} is not a stackgan export (no '{EXPORT_FORMAT}' metadata)")
+    stored = meta.get(DIGEST_KEY)
+    if stored is None:
+        logger.debug("%s has no digest (written by an older stackgan): not verified", path)
+    elif export_digest(meta, tensors) != stored:
+        raise CheckpointError(
+            f"model file {path} is corrupt: its tensors or metadata do not match the digest "
+            "stored in it (damaged on disk or in transfer)"
+        )
+    _refuse_nonfinite(path, tensors, "refusing to load")
+    return meta, tensors
+
+
+def check_generator_shapes(path: str | Path, cfg: ExperimentConfig, shapes: dict[str, Any]) -> None:
+    """Compare a state dict's tensor shapes with the generator ``cfg`` describes, built on the
+    meta device (nothing allocated), so that a config asking for a huge network is refused
+    before any memory is spent on it."""
+    from stackgan.models.registry import build_generator
+
+    try:
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in build_generator(cfg).state_dict().items()}
+    except (RuntimeError, ValueError, OverflowError) as exc:
+        raise CheckpointError(f"{path}: its config describes no buildable network: {exc}") from exc
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(set(shapes) - set(expected))
+    wrong = [k for k in expected if k in shapes and tuple(shapes[k]) != expected[k]]
+    if missing or unexpected or wrong:
+        parts = []
+        if wrong:
+            k = wrong[0]
+            parts.append(
+                f"{len(wrong)} tensors of the wrong shape (e.g. {k}: {tuple(shapes[k])} in the "
+                f"file, {expected[k]} for its config)"
+            )
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        raise CheckpointError(f"{path}: weights do not match the stored config: {'; '.join(parts)}")
+
+
+def load_export(path: str | Path) -> tuple[dict[str, torch.Tensor], ExperimentConfig]:
+    """Read an inference export -> (fp32 generator state dict, config), verified (digest,
+    finite weights, shapes against the config); an embedded text encoder is left out
+    (:func:`load_export_text_encoder` reads it)."""
+    path = Path(path)
+    meta, tensors = _read_export(path)
     try:
         cfg = config_from_dict(json.loads(meta["config"]))
     except (KeyError, json.JSONDecodeError, ConfigError) as exc:
         raise CheckpointError(f"{path}: invalid config metadata: {exc}") from exc
-    state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+    gen = {k: v for k, v in tensors.items() if not k.startswith(TEXT_PREFIX)}
+    check_generator_shapes(path, cfg, {k: v.shape for k, v in gen.items()})
+    state = {k: v.float() if v.is_floating_point() else v for k, v in gen.items()}
     return state, cfg
 
 
@@ -148,14 +289,17 @@ def load_export_text_encoder(
     """The trained text encoder embedded in an export, as (header, matcher weights); None when
     the export has none (a built-in encoder, or an export written before encoders were
     embedded)."""
+    meta, tensors = _read_export(Path(path))
+    header = meta.get("text_encoder_header")
+    if header is None:
+        return None
     try:
-        meta, tensors = read_safetensors(Path(path), lambda k: k.startswith(TEXT_PREFIX))
-        header = meta.get("text_encoder_header")
-        if header is None:
-            return None
-        return json.loads(header), {k[len(TEXT_PREFIX) :]: v for k, v in tensors.items()}
-    except (SafetensorError, OSError, ValueError) as exc:
+        parsed = json.loads(header)
+    except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path}: cannot read its embedded text encoder: {exc}") from exc
+    return parsed, {
+        k[len(TEXT_PREFIX) :]: v for k, v in tensors.items() if k.startswith(TEXT_PREFIX)
+    }
 
 
 def embedded_text_encoder(

@@ -28,6 +28,12 @@ V2_MAX_BRANCHES = 4  # StackGAN++ reference code builds up to four branches (64.
 # presets that enable it (COLOR_CONSISTENCY = 50); the covariance term is 5x this (paper, eq. 8).
 COLOR_WEIGHT_UNCOND = 50.0
 AUGMENT_NAMES = ("translation", "cutout")  # loss.augment; implemented in stackgan.augment
+# Upper bounds on sizes, far above any published StackGAN (ngf 128, N_z 100, 256 px), so that a
+# config read from an untrusted export cannot ask for terabytes before its weights are checked.
+MAX_WIDTH = 4096  # ngf, ndf, ngf2, ndf2, z_dim, cond_dim, disc_text_dim
+MAX_TEXT_DIM = 16384  # text.dim (char-CNN-RNN: 1024)
+MAX_RES_BLOCKS = 64
+MAX_IMG_SIZE = 1024  # StackGAN++ reaches 256 (its code allows 512)
 
 
 class ConfigError(ValueError):
@@ -60,6 +66,10 @@ class TextConfig:
     encoder: str = "minilm"  # "minilm" or "precomputed"
     dim: int = 384  # embedding dimension the encoder produces (checked at load)
     embeddings_file: str = ""  # for "precomputed": char-CNN-RNN-embeddings.pickle
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.dim <= MAX_TEXT_DIM:
+            raise ConfigError(f"text.dim must be in 1..{MAX_TEXT_DIM}, got {self.dim}")
 
 
 @dataclass(frozen=True)
@@ -101,16 +111,22 @@ class ModelConfig:
         if self.stage not in (1, 2):
             raise ConfigError(f"model.stage must be 1 or 2, got {self.stage}")
         for name in ("z_dim", "cond_dim", "ngf", "ndf", "ngf2", "ndf2", "disc_text_dim"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"model.{name} must be positive")
+            if not 0 < getattr(self, name) <= MAX_WIDTH:
+                raise ConfigError(
+                    f"model.{name} must be in 1..{MAX_WIDTH}, got {getattr(self, name)}"
+                )
+        if not 0 <= self.num_res_blocks <= MAX_RES_BLOCKS:
+            raise ConfigError(f"model.num_res_blocks must be in 0..{MAX_RES_BLOCKS}")
         if self.ngf2 % 4:
             raise ConfigError("model.ngf2 must be divisible by 4 (Stage-II ends at ngf2/4)")
         if self.ngf % 2:
             raise ConfigError("model.ngf must be even (Stage-I ends at ngf/2)")
         for name in ("stage1_img_size", "stage2_img_size"):
             size = getattr(self, name)
-            if size < 8 or size & (size - 1):
-                raise ConfigError(f"model.{name} must be a power of two >= 8, got {size}")
+            if size < 8 or size > MAX_IMG_SIZE or size & (size - 1):
+                raise ConfigError(
+                    f"model.{name} must be a power of two in 8..{MAX_IMG_SIZE}, got {size}"
+                )
         if self.stage2_img_size <= self.stage1_img_size:
             raise ConfigError("model.stage2_img_size must be larger than stage1_img_size")
         if self.joint_kernel not in (0, 1, 3):

@@ -6,6 +6,7 @@ it loads the model bundled with the package, trained on the embedded ``shapes`` 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -19,6 +20,7 @@ from stackgan.config import ExperimentConfig
 from stackgan.models.registry import build_generator, output_size
 from stackgan.text.encoders import TextEncoder, build_encoder, check_captions
 from stackgan.utils.images import to_uint8
+from stackgan.utils.runtime import resolve_device
 
 BUNDLED_MODEL = "shapes-v1.safetensors"
 SAMPLE_CHUNK = 32  # images per generator call: bounds memory for long caption lists
@@ -72,6 +74,7 @@ class Text2ImageSampler:
             path: the ``.safetensors`` file; None for the bundled ``shapes`` model.
             device: where to run; fp32 throughout.
         """
+        device = resolve_device(device)  # a bad name fails here, before any loading
         path = Path(path) if path is not None else default_model_path()
         state, cfg = load_export(path)
         generator = build_generator(cfg)
@@ -93,7 +96,7 @@ class Text2ImageSampler:
         return cls(generator, cfg, encoder, device)
 
     def to(self, device: str | torch.device) -> Text2ImageSampler:
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.generator.to(self.device)
         return self
 
@@ -123,7 +126,40 @@ class Text2ImageSampler:
             )
         return emb.to(self.device)
 
+    def _noise(self, n: int, seed: int, ca_noise: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """z (n, z_dim) and CA noise (n, cond_dim) for ``n`` samples, all drawn up front from
+        ``seed`` (a few KB per sample), so that sample i is the same in any chunking."""
+        gen = torch.Generator().manual_seed(seed)
+        z = torch.randn(n, self.cfg.model.z_dim, generator=gen)
+        eps = torch.randn(n, self.cfg.model.cond_dim, generator=gen)
+        if not ca_noise:
+            eps.zero_()
+        return z, eps
+
     @torch.no_grad()
+    def _chunks(
+        self,
+        text_emb: torch.Tensor | None,
+        seed: int,
+        num_images: int,
+        ca_noise: bool = True,
+        batch_size: int = SAMPLE_CHUNK,
+    ) -> Iterator[list[torch.Tensor]]:
+        """Per chunk of ``batch_size`` samples, each stage's (B, 3, S, S) images in [-1, 1]."""
+        n = len(text_emb) * num_images if text_emb is not None else num_images
+        z, eps = self._noise(n, seed, ca_noise)
+        for s in range(0, n, batch_size):
+            emb = None
+            if text_emb is not None:  # rows s..e of the caption list repeated num_images times
+                rows = torch.arange(s, min(s + batch_size, n)) // num_images
+                emb = text_emb[rows.to(text_emb.device)].to(self.device)
+            out = self.generator(
+                z[s : s + batch_size].to(self.device),
+                emb,
+                eps[s : s + batch_size].to(self.device) if emb is not None else None,
+            )
+            yield [im.float().cpu() for im in out.images]
+
     def generate(
         self,
         text_emb: torch.Tensor | None,
@@ -136,25 +172,47 @@ class Text2ImageSampler:
         ``text_emb=None`` (unconditional models) gives ``num_images`` images.
         ``ca_noise=False`` conditions on mu alone (no Conditioning Augmentation sampling).
         """
-        emb = text_emb.repeat_interleave(num_images, dim=0) if text_emb is not None else None
-        n = len(emb) if emb is not None else num_images
-        gen = torch.Generator().manual_seed(seed)
-        z = torch.randn(n, self.cfg.model.z_dim, generator=gen)
-        eps = torch.randn(n, self.cfg.model.cond_dim, generator=gen)
-        if not ca_noise:
-            eps.zero_()
-        stages: list[list[torch.Tensor]] = []
-        for s in range(0, n, SAMPLE_CHUNK):
-            out = self.generator(
-                z[s : s + SAMPLE_CHUNK].to(self.device),
-                emb[s : s + SAMPLE_CHUNK] if emb is not None else None,
-                eps[s : s + SAMPLE_CHUNK].to(self.device) if emb is not None else None,
+        chunks = list(self._chunks(text_emb, seed, num_images, ca_noise))
+        return [torch.cat([c[i] for c in chunks]) for i in range(len(chunks[0]))]
+
+    def _embeddings(
+        self, captions: list[str] | tuple[str, ...] | None, num_images: int
+    ) -> torch.Tensor | None:
+        if num_images < 1:
+            raise ValueError(f"num_images must be >= 1, got {num_images}")
+        if self.encoder is None:
+            if captions:
+                raise ValueError("this model is unconditional: it takes no captions")
+            return None
+        if captions is None:
+            raise ValueError("this model is text-conditioned: give captions")
+        return self.encode_text(self.check_inputs(captions, num_images))
+
+    def stream(
+        self,
+        captions: list[str] | tuple[str, ...] | None = None,
+        seed: int = 0,
+        num_images: int = 1,
+        batch_size: int = SAMPLE_CHUNK,
+        text_emb: torch.Tensor | None = None,
+    ) -> Iterator[SampleOutput]:
+        """Like ``__call__``, one :class:`SampleOutput` per ``batch_size`` images, so that memory
+        stays bounded by the batch whatever the number of captions; the images are the same as
+        ``__call__`` gives. ``text_emb`` (N, D): precomputed sentence vectors instead of
+        captions."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if text_emb is None:
+            text_emb = self._embeddings(captions, num_images)
+        elif self.encoder is None or text_emb.shape[1:] != (self.cfg.text.dim,):
+            raise ValueError(
+                f"text_emb must be (N, {self.cfg.text.dim}) for this model"
+                if self.encoder is not None
+                else "this model is unconditional: it takes no text"
             )
-            if not stages:
-                stages = [[] for _ in out.images]
-            for i, im in enumerate(out.images):
-                stages[i].append(im.float().cpu())
-        return [torch.cat(chunks) for chunks in stages]
+        for stages in self._chunks(text_emb, seed, num_images, batch_size=batch_size):
+            pils = [[Image.fromarray(a) for a in to_uint8(t)] for t in stages]
+            yield SampleOutput(images=pils[-1], stage_images=pils)
 
     def __call__(
         self,
@@ -164,16 +222,11 @@ class Text2ImageSampler:
     ) -> SampleOutput:
         """Generate ``num_images`` images per caption (in total, for an unconditional model that
         takes ``captions=None``), reproducibly from ``seed``."""
-        if self.encoder is None:
-            if captions:
-                raise ValueError("this model is unconditional: it takes no captions")
-            if num_images < 1:
-                raise ValueError(f"num_images must be >= 1, got {num_images}")
-            stages = self.generate(None, seed, num_images)
-        else:
-            if captions is None:
-                raise ValueError("this model is text-conditioned: give captions")
-            emb = self.encode_text(self.check_inputs(captions, num_images))
-            stages = self.generate(emb, seed, num_images)
-        stage_pils = [[Image.fromarray(a) for a in to_uint8(t)] for t in stages]
-        return SampleOutput(images=stage_pils[-1], stage_images=stage_pils)
+        outs = list(self.stream(captions, seed, num_images))
+        return SampleOutput(
+            images=[im for o in outs for im in o.images],
+            stage_images=[
+                [im for o in outs for im in o.stage_images[i]]
+                for i in range(len(outs[0].stage_images))
+            ],
+        )

@@ -23,23 +23,20 @@ logger = logging.getLogger("stackgan")
 
 
 class _Errors(click.Group):
-    """Turn the library's own error types into one clean line instead of a traceback."""
+    """Turn the library's own error types, bad values and file-system errors into one clean
+    line instead of a traceback (``-v`` shows the traceback)."""
 
     def invoke(self, ctx: click.Context) -> object:
-        from stackgan.checkpoint import CheckpointError
-        from stackgan.config import ConfigError
-        from stackgan.data.cub import DatasetError
-        from stackgan.text.encoders import TextEncoderError
+        from stackgan.train.loop import TrainingError
 
         try:
             return super().invoke(ctx)
-        except (
-            ConfigError,
-            DatasetError,
-            CheckpointError,
-            TextEncoderError,
-            FileExistsError,
-        ) as exc:
+        except (ValueError, OSError, TrainingError) as exc:
+            # ValueError covers ConfigError, DatasetError, CheckpointError, TextEncoderError,
+            # DeviceError, TextFileError; OSError the file system (a full disk, a missing or
+            # unwritable path), FileExistsError (an existing run) included
+            if logging.getLogger("stackgan").isEnabledFor(logging.DEBUG):
+                raise
             raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
 
 
@@ -98,6 +95,12 @@ model_option = click.option(
     default=None,
     help="Write into this folder instead of a new numbered one (resume uses it).",
 )
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="With --run-dir: start afresh in a folder that holds an earlier run, deleting its "
+    "checkpoints, exports, stats and samples (without it such a folder is refused).",
+)
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
 def train(
     config: str,
@@ -105,6 +108,7 @@ def train(
     outdir: str,
     resume: str | None,
     run_dir: str | None,
+    overwrite: bool,
     dry_run: bool,
 ) -> None:
     """Train a StackGAN stage.
@@ -133,7 +137,7 @@ def train(
     else:
         rd = make_run_dir(outdir, cfg)
     click.echo(f"run directory: {rd}")
-    export = run_training(cfg, rd, resume=resume)
+    export = run_training(cfg, rd, resume=resume, overwrite=overwrite)
     click.echo(f"done: inference model at {export}")
 
 
@@ -182,6 +186,21 @@ def train(
     help="Sample from precomputed sentence vectors instead of text: the original StackGAN "
     "demo's .t7 (raw_txt + fea_txt) or an (N, D) .npy.",
 )
+@click.option(
+    "--batch-size",
+    default=32,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Images generated, written and freed at a time (bounds memory).",
+)
+@click.option(
+    "--grid",
+    "grid_max",
+    default=64,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="grid.png shows the first N images; 0 writes no grid.",
+)
 def sample(
     caption: tuple[str, ...],
     captions_file: str | None,
@@ -192,8 +211,12 @@ def sample(
     device: str,
     save_stages: bool,
     embeddings_file: str | None,
+    batch_size: int,
+    grid_max: int,
 ) -> None:
-    """Generate one image per caption: DIR/0000.png, 0001.png, ... and DIR/grid.png.
+    """Generate one image per caption: DIR/0000.png, 0001.png, ... and DIR/grid.png (the first
+    64). Images are written batch by batch as they are made, so any number of captions fits in
+    the memory of one batch.
 
     With --num K, K consecutive images per caption. An unconditional StackGAN++ model takes no
     captions and writes --num images.
@@ -206,63 +229,90 @@ def sample(
       stackgan sample --model runs/00004-v2-folder-3branch-uncond-bs24/model.safetensors --num 16
       stackgan sample --model birds-charcnnrnn.safetensors --embeddings caption.t7
     """
-    import numpy as np
-
     from stackgan.sampling import Text2ImageSampler
-    from stackgan.utils.images import save_png
+    from stackgan.utils.textio import read_text_file
 
     captions = list(caption)
     if captions_file is not None:
         path = Path(captions_file)
         if not path.is_file():
             raise click.ClickException(f"captions file not found: {path}")
-        captions += [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+        captions += [ln.strip() for ln in read_text_file(path).splitlines() if ln.strip()]
+    out = Path(out_dir)
+    _check_out_dir(out)  # before the model loads: a bad --out fails at once
     sampler = Text2ImageSampler.from_pretrained(model, device=device)
+    text_emb = None
     if embeddings_file is not None:
-        _sample_embeddings(sampler, Path(embeddings_file), Path(out_dir), seed, num_images)
-        return
-    if not sampler.conditional:
+        text_emb = _read_embeddings(sampler, Path(embeddings_file))
+    elif not sampler.conditional:
         if captions:
             raise click.UsageError("this model is unconditional: give --num N, not captions")
     elif not captions:
         raise click.UsageError("give a caption or --captions FILE")
     else:
         sampler.check_inputs(captions, num_images)
-    out = Path(out_dir)
-    result = sampler(captions or None, seed=seed, num_images=num_images)
-    arrays = np.stack([np.asarray(im) for im in result.images])
-    _write_samples(arrays, out, sampler.resolution)
-    if save_stages:
-        for s, imgs in enumerate(result.stage_images, start=1):
-            (out / f"stage{s}").mkdir(exist_ok=True)
-            for i, im in enumerate(imgs):
-                save_png(np.asarray(im), out / f"stage{s}" / f"{i:04d}.png")
+    batches = sampler.stream(
+        captions or None, seed=seed, num_images=num_images, batch_size=batch_size, text_emb=text_emb
+    )
+    _write_samples(batches, out, sampler.resolution, save_stages, grid_max)
 
 
-def _write_samples(images: Any, out: Path, resolution: int) -> None:
-    """The `sample` contract: OUT/0000.png, 0001.png, ... and OUT/grid.png."""
+def _check_out_dir(out: Path) -> None:
+    """Fail early, and without creating anything, when ``out`` cannot be a folder."""
+    for p in (out, *out.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise click.ClickException(f"--out {out}: {p} is a file, not a folder")
+            return
+
+
+def _write_samples(
+    batches: Any, out: Path, resolution: int, save_stages: bool, grid_max: int
+) -> None:
+    """The `sample` contract, written batch by batch as the images come (memory is bounded by
+    the batch): OUT/0000.png, 0001.png, ..., with --save-stages OUT/stageK/NNNN.png, and
+    OUT/grid.png of the first ``grid_max`` images (none when 0)."""
+    import numpy as np
+
     from stackgan.utils.images import make_grid, save_png
 
-    out.mkdir(parents=True, exist_ok=True)
-    for i, a in enumerate(images):
-        save_png(a, out / f"{i:04d}.png")
-    save_png(make_grid(images, nrow=min(8, len(images))), out / "grid.png")
-    click.echo(f"wrote {len(images)} images ({resolution}px) and grid.png to {out}")
+    n = 0
+    grid: list[np.ndarray] = []
+    for batch in batches:
+        out.mkdir(parents=True, exist_ok=True)
+        for j, im in enumerate(batch.images):
+            a = np.asarray(im)
+            save_png(a, out / f"{n + j:04d}.png")
+            if len(grid) < grid_max:
+                grid.append(a)
+        if save_stages:
+            for s, imgs in enumerate(batch.stage_images, start=1):
+                (out / f"stage{s}").mkdir(exist_ok=True)
+                for j, im in enumerate(imgs):
+                    save_png(np.asarray(im), out / f"stage{s}" / f"{n + j:04d}.png")
+        n += len(batch.images)
+    note = ""
+    if grid:
+        save_png(make_grid(np.stack(grid), nrow=min(8, len(grid))), out / "grid.png")
+        note = f" and grid.png (the first {len(grid)})"
+    click.echo(f"wrote {n} images ({resolution}px){note} to {out}")
 
 
-def _sample_embeddings(sampler: Any, path: Path, out: Path, seed: int, num_images: int) -> None:
-    """``stackgan sample --embeddings``: images from stored sentence vectors."""
+def _read_embeddings(sampler: Any, path: Path) -> Any:
+    """``stackgan sample --embeddings``: stored sentence vectors as an (N, D) tensor."""
     import numpy as np
     import torch
 
     from stackgan.text.torch7 import load_t7_embeddings
-    from stackgan.utils.images import to_uint8
 
     if not path.is_file():
         raise click.ClickException(f"embeddings file not found: {path}")
     sentences: list[str] = []
     if path.suffix == ".npy":
-        arr = np.load(path).astype(np.float32)
+        try:
+            arr = np.load(path, allow_pickle=False).astype(np.float32)
+        except ValueError as exc:
+            raise click.ClickException(f"{path}: not a numeric .npy array ({exc})") from None
     else:
         sentences, arr = load_t7_embeddings(path)
     arr = arr.reshape(len(arr), -1)
@@ -272,11 +322,9 @@ def _sample_embeddings(sampler: Any, path: Path, out: Path, seed: int, num_image
             f"{sampler.cfg.text.dim if sampler.conditional else 'no'} text input "
             f"({sampler.cfg.text.encoder})"
         )
-    emb = torch.from_numpy(arr).to(sampler.device)
-    images = to_uint8(sampler.generate(emb, seed=seed, num_images=num_images)[-1])
     for i, text in enumerate(sentences):
         click.echo(f"{i:04d}: {text}")
-    _write_samples(images, out, sampler.resolution)
+    return torch.from_numpy(arr)
 
 
 # ----------------------------------------------------------------------------------------------

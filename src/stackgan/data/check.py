@@ -59,11 +59,15 @@ def check_dataset(
                 rep.problems.append(str(exc))
             reports.append(rep)
             continue
-        rep.num_images = len(index.keys)
-        rep.num_captions = sum(len(c) for c in index.captions)
-        for path in tqdm(index.image_paths, desc=f"checking {split}", disable=not progress):
+        for path, caps in zip(
+            tqdm(index.image_paths, desc=f"checking {split}", disable=not progress),
+            index.captions,
+        ):
             reason = _readable(path)
-            if reason is not None:
+            if reason is not None:  # not usable: training would stop at it
                 rep.problems.append(f"unreadable image: {path} ({reason})")
+                continue
+            rep.num_images += 1
+            rep.num_captions += len(caps)
         reports.append(rep)
     return layout, reports

@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from stackgan.utils.cache import cached_array
+from stackgan.utils.safe_pickle import safe_load
+from stackgan.utils.textio import TextFileError, read_text_file
 
 LOAD_RATIO = 76 / 64  # reference code: load at 76 for 64, 304 for 256, then random crop
 BBOX_SCALE = 0.75  # reference code: crop half-side = 0.75 * max(bbox w, bbox h)
@@ -39,11 +41,10 @@ class DatasetError(ValueError):
 
 def _read_pickle(path: Path) -> object:
     try:
-        with open(path, "rb") as f:
-            return pickle.load(f, encoding="latin1")  # the originals are Python 2 pickles
+        return safe_load(path)  # the originals are Python 2 pickles; nothing in them may run
     except FileNotFoundError:
         raise DatasetError(f"missing split file: {path}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError) as exc:
+    except (pickle.UnpicklingError, OSError) as exc:
         raise DatasetError(f"cannot read {path}: {exc}") from exc
 
 
@@ -68,6 +69,8 @@ def load_image(
         raise DatasetError(f"missing image: {path}") from None
     except (UnidentifiedImageError, OSError) as exc:
         raise DatasetError(f"corrupt or unreadable image: {path} ({exc})") from exc
+    except Image.DecompressionBombError as exc:  # a few KB that would decode to gigabytes
+        raise DatasetError(f"image too large to decode safely: {path} ({exc})") from exc
     if bbox is not None:
         img = img.crop(bbox_crop_box(bbox, *img.size))
     w, h = img.size
@@ -81,9 +84,11 @@ def load_image(
 
 def read_captions(path: Path) -> list[str]:
     try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        lines = read_text_file(path).splitlines()
     except FileNotFoundError:
         raise DatasetError(f"missing caption file: {path}") from None
+    except TextFileError as exc:
+        raise DatasetError(f"unreadable caption file: {exc}") from None
     caps = [ln.strip() for ln in lines if ln.strip()]
     if not caps:
         raise DatasetError(f"caption file has no captions: {path}")

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from stackgan.data import shapes
+from stackgan.data.cub import DatasetError, _read_pickle
 
 BORDER_FRAC = 0.04  # outer 4% of each side is read as background
 FOREGROUND_DIST = 60.0  # RGB distance from the background beyond which a pixel is "object"
@@ -76,14 +77,18 @@ def test_captions(
     """(caption, attributes, compositional) for images of ``split``: for each image one of its
     captions that names the background (so the background is a fair question), chosen by
     ``seed``. ``compositional`` marks held-out (shape, colour) pairs."""
-    import pickle
-
     root = Path(data_root)
+    if not (root / "meta.json").is_file() or not (root / "attributes.jsonl").is_file():
+        raise DatasetError(
+            f"{root} is not a shapes dataset (no meta.json / attributes.jsonl): the consistency "
+            "judge needs the ground truth that `stackgan data shapes` writes"
+        )
     meta = json.loads((root / "meta.json").read_text())
     held = {tuple(p) for p in meta["heldout_pairs"]}
     attrs = shapes.load_attributes(root)
-    with open(root / split / "filenames.pickle", "rb") as f:
-        keys = pickle.load(f)
+    keys = _read_pickle(root / split / "filenames.pickle")
+    if not isinstance(keys, list):
+        raise DatasetError(f"{root / split / 'filenames.pickle'}: expected a list of names")
     rng = random.Random(seed)
     out = []
     for k in keys:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from stackgan.utils.cache import atomic_torch_save
+from stackgan.utils.safe_pickle import safe_load
 
 logger = logging.getLogger(__name__)
 
@@ -126,11 +127,10 @@ class PrecomputedEmbeddings:
     def load(self) -> np.ndarray:
         """(N, C, D) float32 array of a split's caption embeddings."""
         try:
-            with open(self.path, "rb") as f:
-                data = pickle.load(f, encoding="latin1")  # Python 2 pickle in the originals
+            data = safe_load(self.path)  # Python 2 pickle in the originals; nothing may run
         except FileNotFoundError:
             raise TextEncoderError(f"embeddings file not found: {self.path}") from None
-        except (pickle.UnpicklingError, EOFError, ValueError) as exc:
+        except (pickle.UnpicklingError, OSError) as exc:
             raise TextEncoderError(f"cannot read embeddings {self.path}: {exc}") from exc
         arr = np.asarray(data, dtype=np.float32)
         if arr.ndim == 2:

@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import re
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,6 +41,7 @@ from stackgan.train.ema import update_ema
 from stackgan.train.matching import fit_image_matcher, load_image_matcher, save_image_matcher
 from stackgan.train.monitor import MetricMonitor
 from stackgan.train.steps import d_step, g_step
+from stackgan.utils.cache import atomic_write, remove_stale_temporaries
 from stackgan.utils.images import make_grid, resize_to, save_png, to_uint8
 from stackgan.utils.runtime import (
     autocast_factory,
@@ -52,25 +54,72 @@ from stackgan.utils.runtime import (
 logger = logging.getLogger(__name__)
 
 LATEST = "checkpoint-latest.pt"
+PREVIOUS = "checkpoint-previous.pt"  # the checkpoint before LATEST: never one copy only
+STATS = "stats.jsonl"
+# What a run writes: an existing folder holding any of these is a run, not overwritten silently
+RUN_OUTPUTS = (LATEST, PREVIOUS, "model.safetensors", "model-best.safetensors", STATS)
 GRID_CAPTIONS_PER_ROW = {1: 8, 2: 2}  # by number of stages shown side by side
 EXPORT = "model.safetensors"
 BEST_EXPORT = "model-best.safetensors"  # the best g_ema by the training metric so far
 MATCHER_FILE = "image-matcher.safetensors"  # the frozen encoder of loss.match_weight
 
 
+class TrainingError(RuntimeError):
+    """Training cannot go on (a NaN or infinite loss or weight); names the iteration."""
+
+
+class RunDirError(FileExistsError):
+    """A run folder that already holds a run, given without --resume or --overwrite."""
+
+
 def make_run_dir(outdir: str | Path, cfg: ExperimentConfig) -> Path:
-    """A new numbered, descriptive run folder: ``00003-v1-shapes-stage1-bs64``."""
+    """A new numbered, descriptive run folder: ``00003-v1-shapes-stage1-bs64``.
+
+    The number is claimed under a lock on ``outdir/.lock`` (where the OS has ``fcntl``), so two
+    runs started at the same moment get two numbers."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    ids = [int(m.group(1)) for p in outdir.iterdir() if (m := re.match(r"^(\d{5})-", p.name))]
-    run_id = max(ids, default=-1) + 1
     mc = cfg.model
     arch = f"stage{mc.stage}" if mc.version == "v1" else f"{mc.num_branches}branch"
     mode = "" if mc.conditional else "-uncond"
     desc = f"{mc.version}-{cfg.data.name}-{arch}{mode}-bs{cfg.train.batch_size}"
-    run_dir = outdir / f"{run_id:05d}-{desc}"
-    run_dir.mkdir()
-    return run_dir
+    with open(outdir / ".lock", "a") as lock:
+        try:
+            import fcntl
+
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        except ImportError:  # Windows: no lock; the exclusive mkdir below still never reuses one
+            pass
+        while True:
+            ids = [
+                int(m.group(1)) for p in outdir.iterdir() if (m := re.match(r"^(\d{5})-", p.name))
+            ]
+            run_dir = outdir / f"{max(ids, default=-1) + 1:05d}-{desc}"
+            try:
+                run_dir.mkdir()
+                return run_dir
+            except FileExistsError:
+                continue
+
+
+def _claim_run_dir(run_dir: Path, resume: str | Path | None, overwrite: bool) -> None:
+    """Refuse to start a new run over an existing one (``--resume`` continues it, ``overwrite``
+    clears its outputs first)."""
+    found = [name for name in RUN_OUTPUTS if (run_dir / name).exists()]
+    if not found or resume is not None:
+        return
+    if not overwrite:
+        raise RunDirError(
+            f"{run_dir} already holds a run ({', '.join(found)}): continue it with "
+            f"--resume {run_dir / LATEST}, or pass --overwrite to replace it"
+        )
+    for name in (*RUN_OUTPUTS, "log.txt", "captions-grid.txt", MATCHER_FILE):
+        (run_dir / name).unlink(missing_ok=True)
+    for sub in ("samples", "tensorboard"):
+        shutil.rmtree(run_dir / sub, ignore_errors=True)
+    for old in run_dir.glob("config*.yaml"):
+        old.unlink()
+    logger.info("--overwrite: cleared the earlier run in %s", run_dir)
 
 
 def load_generator_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], ExperimentConfig]:
@@ -101,25 +150,50 @@ def _grid_captions(ds: TextImageDataset | ImageFolderDataset, n: int) -> torch.T
     return first
 
 
-def train(cfg: ExperimentConfig, run_dir: str | Path, resume: str | Path | None = None) -> Path:
+def train(
+    cfg: ExperimentConfig,
+    run_dir: str | Path,
+    resume: str | Path | None = None,
+    overwrite: bool = False,
+) -> Path:
     """Train one StackGAN stage as ``cfg`` says, writing everything under ``run_dir``.
 
     Args:
         cfg: the experiment configuration.
         run_dir: output folder (config.yaml, log.txt, stats.jsonl, samples/, checkpoints).
         resume: a training checkpoint to continue from (its config must match ``cfg``'s model).
+            When it fails verification, ``checkpoint-previous.pt`` beside it is used instead.
+        overwrite: start afresh in a ``run_dir`` that holds an earlier run, deleting its outputs
+            (without it, and without ``resume``, such a folder is refused).
 
     Returns:
         Path of the final inference export (``run_dir/model.safetensors``).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    _claim_run_dir(run_dir, resume, overwrite)
+    for tmp in remove_stale_temporaries(run_dir):
+        logger.info("removed %s, left by a run killed mid-write", tmp.name)
     log_handler = _setup_logging(run_dir)
     try:
         return _train(cfg, run_dir, resume)
+    except Exception as exc:
+        # the console gets the error from the caller; log.txt keeps it with the run
+        record = logging.getLogger("stackgan").makeRecord(
+            "stackgan",
+            logging.ERROR,
+            __file__,
+            0,
+            "training failed: %s: %s",
+            (type(exc).__name__, exc),
+            None,
+        )
+        log_handler.handle(record)
+        raise
     finally:
         logging.getLogger("stackgan").removeHandler(log_handler)
         log_handler.close()
+        remove_stale_temporaries(run_dir)
 
 
 def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> Path:
@@ -233,7 +307,7 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
     metric_best = None  # the best training-metric score so far, carried across resumes
     train_seconds = 0.0  # time in training iterations (no tick maintenance), across resumes
     if resume is not None:
-        ckpt = load_checkpoint(resume)
+        ckpt, resume = _load_resume(Path(resume))
         old = checkpoint_config(ckpt, resume)
         if old.model != cfg.model or old.text != cfg.text:
             raise CheckpointError(
@@ -281,8 +355,11 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
     if monitor is not None and metric_best is not None:
         # a resume must not replace model-best.safetensors with a worse model
         monitor.restore_best(metric_best)
-    writer = _tensorboard(run_dir) if tc.tensorboard else None
-    stats_f = open(run_dir / "stats.jsonl", "a")  # noqa: SIM115 (closed in the finally below)
+    # ticks after the checkpoint we resumed from ran before an interruption: drop their records
+    _truncate_stats(run_dir / STATS, step)
+    purge = step if resume is not None else None
+    writer = _tensorboard(run_dir, purge_step=purge) if tc.tensorboard else None
+    stats_f = open(run_dir / STATS, "a")  # noqa: SIM115 (closed in the finally below)
 
     pbar = None
     if tc.progress:
@@ -390,6 +467,12 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
                 update_ema(g_ema, generator, tc.ema_decay)
             step += 1
             train_seconds += time.time() - iter_start
+            bad = [k for k, v in stats.items() if not math.isfinite(v)]
+            if bad:
+                raise TrainingError(
+                    f"non-finite {bad[0]} ({stats[bad[0]]}) at iteration {step}: training "
+                    f"stopped; the last checkpoint and export in {run_dir} are left as they were"
+                )
             for k, v in stats.items():
                 tick_stats.setdefault(k, []).append(v)
             if pbar is not None:
@@ -447,6 +530,7 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
                     save_checkpoint(
                         run_dir / LATEST,
                         cfg,
+                        previous=run_dir / PREVIOUS,
                         step=step,
                         generator=generator.state_dict(),
                         generator_ema=g_ema.state_dict(),
@@ -635,7 +719,43 @@ def _save_grid(
     save_png(make_grid(tiles, nrow=len(cols) * per_row), path)
 
 
-def _tensorboard(run_dir: Path) -> Any:
+def _load_resume(path: Path) -> tuple[dict[str, Any], Path]:
+    """The checkpoint to resume from: ``path``, or, when it is missing or fails verification,
+    ``checkpoint-previous.pt`` beside it (with a warning)."""
+    try:
+        return load_checkpoint(path), path
+    except CheckpointError as exc:
+        previous = path.with_name(PREVIOUS)
+        if previous == path or not previous.is_file():
+            raise
+        logger.warning("%s; resuming from the previous checkpoint %s instead", exc, previous)
+        try:
+            return load_checkpoint(previous), previous
+        except CheckpointError as exc2:
+            raise CheckpointError(f"{exc}; and the fallback: {exc2}") from exc2
+
+
+def _truncate_stats(path: Path, step: int) -> None:
+    """Keep the records of ``stats.jsonl`` up to ``step`` (and drop a line cut by a kill)."""
+    if not path.exists():
+        return
+    keep, dropped = [], 0
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+            ok = int(rec["step"]) <= step
+        except (ValueError, KeyError, TypeError):
+            ok = False
+        if ok:
+            keep.append(line)
+        else:
+            dropped += 1
+    if dropped:
+        atomic_write(path, lambda tmp: tmp.write_text("".join(ln + "\n" for ln in keep)))
+        logger.info("stats.jsonl: dropped %d records past iteration %d", dropped, step)
+
+
+def _tensorboard(run_dir: Path, purge_step: int | None = None) -> Any:
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
@@ -644,4 +764,5 @@ def _tensorboard(run_dir: Path) -> Any:
             "(pip install 'stackgan[tensorboard]')"
         )
         return None
-    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+    # purge_step: a resume hides the events logged after its checkpoint, as stats.jsonl drops them
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=purge_step)

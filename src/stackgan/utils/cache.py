@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,29 +18,100 @@ import torch
 logger = logging.getLogger(__name__)
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
+class WriteError(OSError):
+    """A file that could not be written, naming it and the cause (disk full, permissions, ...);
+    the previous file under that name, if any, is intact."""
+
+    def __init__(self, errno_: int, message: str) -> None:
+        super().__init__(message)
+        self.errno = errno_
+
+
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+TMP_PATTERN = re.compile(r"^\.(?P<name>.+)\.tmp(?P<pid>\d+)$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists but is not ours, or we cannot tell: leave its file alone
+    return True
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporaries that :func:`atomic_write` left in ``folder`` when its process was
+    killed mid-write (``.NAME.tmpPID`` whose PID is no longer running); returns them."""
+    removed: list[Path] = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for p in folder.iterdir():
+        m = TMP_PATTERN.match(p.name)
+        if m and p.is_file() and (int(m["pid"]) == os.getpid() or not _pid_alive(int(m["pid"]))):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def atomic_write(
+    path: str | Path, write: Callable[[Path], object], backup: str | Path | None = None
+) -> None:
     """Create ``path`` through ``write(tmp)`` on a hidden temporary sibling, fsync, then rename
     over ``path``. The rename is atomic (POSIX and Windows), so a crash mid-write leaves the
     previous file intact and never a truncated one under the real name; a failed write leaves
-    no temporary behind. The file gets the usual permissions (0666 minus the umask), not the
-    0600 that some writers give temporaries."""
+    no temporary behind and raises :class:`WriteError` naming ``path`` and the cause. The file
+    gets the usual permissions (0666 minus the umask), not the 0600 that some writers give
+    temporaries.
+
+    ``backup``: once the new file is complete, the existing ``path`` is renamed to this name
+    first (so a bad new file is never the only copy)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        write(tmp)
-        fd = os.open(tmp, os.O_RDONLY)
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WriteError(
+            exc.errno or 5, f"cannot create the folder of {path}: {exc.strerror}"
+        ) from exc
+    tmp = _tmp_name(path)
+    try:
         try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            write(tmp)
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except Exception as exc:  # torch.save and safetensors wrap ENOSPC in their own types
+            raise _write_error(path, exc) from exc
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
+        if backup is not None and path.exists():
+            os.replace(path, backup)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _write_error(path: Path, exc: Exception) -> WriteError:
+    """One line naming the file and the cause; a full disk is said as such even when the
+    writer's own message hides it."""
+    errno_ = getattr(exc, "errno", None)
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = -1
+    if errno_ == 28 or free == 0:
+        return WriteError(28, f"cannot write {path}: no space left on device")
+    cause = getattr(exc, "strerror", None) or f"{type(exc).__name__}: {exc}"
+    return WriteError(errno_ or 5, f"cannot write {path}: {cause}")
 
 
 def file_digest(path: str | Path, n: int = 12) -> str:
@@ -63,14 +136,14 @@ def read_safetensors(
         return f.metadata() or {}, {k: f.get_tensor(k) for k in keys}
 
 
-def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` through :func:`atomic_write`."""
+def atomic_torch_save(obj: Any, path: str | Path, backup: str | Path | None = None) -> None:
+    """``torch.save`` through :func:`atomic_write` (``backup``: see there)."""
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             torch.save(obj, f)
 
-    atomic_write(path, write)
+    atomic_write(path, write, backup=backup)
 
 
 def cached_array(

@@ -11,13 +11,36 @@ import numpy as np
 import torch
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """ "auto" -> cuda when available, else cpu."""
+class DeviceError(ValueError):
+    """A device name that is not valid, or not available in this PyTorch build."""
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """ "auto" -> cuda when available, else cpu. Raises :class:`DeviceError` for a name torch
+    does not know or a device this machine does not have."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise DeviceError(
+            f"unknown device {str(name)!r}: use cpu, cuda, cuda:N, mps or auto"
+        ) from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "a CPU-only build" if torch.version.cuda is None else "no GPU is visible"
+            raise DeviceError(
+                f"device {str(name)!r} requested but CUDA is not available ({why} of PyTorch "
+                f"{torch.__version__}); use --device cpu"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(
+                f"device {str(name)!r}: this machine has {torch.cuda.device_count()} CUDA devices"
+            )
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError(f"device {str(name)!r} requested but MPS is not available")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise DeviceError(f"unsupported device {str(name)!r}: use cpu, cuda, cuda:N or mps")
     return dev
 
 
