@@ -3,6 +3,7 @@ features) built once and written that way."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -93,11 +94,26 @@ def atomic_write(
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         if backup is not None and path.exists():
-            os.replace(path, backup)
+            _keep_backup(path, Path(backup))
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _keep_backup(path: Path, backup: Path) -> None:
+    """Make ``backup`` the current ``path`` while ``path`` stays in place (a hard link renamed
+    over ``backup``), so a crash at any moment leaves a file under both names; where the file
+    system has no hard links, the current file is renamed (a crash then may leave only
+    ``backup``, which resume falls back to)."""
+    link = _tmp_name(backup)
+    try:
+        link.unlink(missing_ok=True)
+        os.link(path, link)
+        os.replace(link, backup)
+    except OSError:
+        link.unlink(missing_ok=True)
+        os.replace(path, backup)
 
 
 def _write_error(path: Path, exc: Exception) -> WriteError:
@@ -108,8 +124,14 @@ def _write_error(path: Path, exc: Exception) -> WriteError:
         free = shutil.disk_usage(path.parent).free
     except OSError:
         free = -1
-    if errno_ == 28 or free == 0:
-        return WriteError(28, f"cannot write {path}: no space left on device")
+    # torch.save and safetensors report ENOSPC inside their own exception text
+    if (
+        errno_ == errno.ENOSPC
+        or free == 0
+        or "No space left" in str(exc)
+        or "os error 28" in str(exc)
+    ):
+        return WriteError(errno.ENOSPC, f"cannot write {path}: no space left on device")
     cause = getattr(exc, "strerror", None) or f"{type(exc).__name__}: {exc}"
     return WriteError(errno_ or 5, f"cannot write {path}: {cause}")
 
