@@ -30,10 +30,12 @@ from safetensors.torch import save_file
 from stackgan.checkpoint import (
     DIGEST_KEY,
     CheckpointError,
+    checkpoint_config,
     export_digest,
     export_generator,
     load_checkpoint,
     load_export,
+    save_checkpoint,
 )
 from stackgan.cli import main
 from stackgan.data.cub import DatasetError, TextImageDataset
@@ -313,6 +315,14 @@ def test_disk_full_is_one_line_and_loses_nothing(tiny_run, small_disk):
     with pytest.raises(WriteError, match=r"cannot write .*model\.safetensors: no space left"):
         export_generator(target, state, cfg)
     assert target.read_bytes() == good and not list(small_disk.glob(".*.tmp*"))
+    ckpt = load_checkpoint(tiny_run / "checkpoint-latest.pt")
+    with pytest.raises(WriteError, match=r"cannot write .*checkpoint-latest\.pt: no space left"):
+        save_checkpoint(
+            small_disk / "checkpoint-latest.pt",
+            checkpoint_config(ckpt),
+            **{k: v for k, v in ckpt.items() if k not in ("config", "format_version")},
+        )
+    assert not list(small_disk.glob(".*.tmp*"))
     r = _cli(
         "export", str(tiny_run / "checkpoint-latest.pt"), "--out", str(small_disk / "x.safetensors")
     )

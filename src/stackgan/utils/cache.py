@@ -32,6 +32,7 @@ def _tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
 
 
+LOW_SPACE = 1 << 20  # a failed write with less free than this is taken for a full disk
 TMP_PATTERN = re.compile(r"^\.(?P<name>.+)\.tmp(?P<pid>\d+)$")
 
 
@@ -124,14 +125,15 @@ def _write_error(path: Path, exc: Exception) -> WriteError:
         free = shutil.disk_usage(path.parent).free
     except OSError:
         free = -1
-    # torch.save and safetensors report ENOSPC inside their own exception text
-    if (
-        errno_ == errno.ENOSPC
-        or free == 0
-        or "No space left" in str(exc)
-        or "os error 28" in str(exc)
-    ):
+    text = str(exc)  # torch.save and safetensors report ENOSPC inside their own messages
+    if errno_ == errno.ENOSPC or "No space left" in text or "os error 28" in text:
         return WriteError(errno.ENOSPC, f"cannot write {path}: no space left on device")
+    if 0 <= free < LOW_SPACE:  # torch.save may say only "file write failed"
+        return WriteError(
+            errno.ENOSPC,
+            f"cannot write {path}: no space left on device ({free} bytes free; "
+            f"{type(exc).__name__}: {text})",
+        )
     cause = getattr(exc, "strerror", None) or f"{type(exc).__name__}: {exc}"
     return WriteError(errno_ or 5, f"cannot write {path}: {cause}")
 
