@@ -219,7 +219,7 @@ def test_oversized_metadata_is_refused_before_any_allocation(tiny_run, tmp_path,
     elapsed = time.perf_counter() - t0
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
     assert grown_mb < 200, f"peak RSS grew by {grown_mb:.0f} MB"  # the real build: 6.8 GB
-    assert elapsed < 5, elapsed  # a loose bound: refused without building (well under 1 s here)
+    assert elapsed < 2, elapsed  # loose for a busy CI machine: measured 0.014 s here
     huge = tmp_path / "huge.safetensors"
     _with_config(tiny_run / "model.safetensors", huge, ngf=10**9)
     with pytest.raises(CheckpointError, match=r"model\.ngf must be in 1\.\.4096"):

@@ -129,8 +129,12 @@ class JointHead(nn.Module):
 
 
 def init_weights(module: nn.Module) -> None:
-    """DCGAN initialisation, dispatched on type: N(0, 0.02) convs/linears, N(1, 0.02) BN."""
+    """DCGAN initialisation, dispatched on type: N(0, 0.02) convs/linears, N(1, 0.02) BN.
+    Modules on the meta device (shape checks, no storage) are left as they are: nothing to
+    initialise, and torch's meta random kernels take a second to load on first use."""
     for m in module.modules():
+        if any(p.is_meta for p in m.parameters(recurse=False)):
+            continue
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             nn.init.normal_(m.weight, 0.0, 0.02)
             if m.bias is not None:
