@@ -68,3 +68,37 @@ def test_bundled_model_is_small_and_samples():
     dim = sampler.cfg.text.dim
     assert sampler.to("cpu").encode_text(["a"]).shape == (1, dim)
     assert isinstance(sampler.generate(torch.zeros(1, dim), ca_noise=False)[-1], torch.Tensor)
+
+
+def test_sampler_call_takes_generators_latents_noise_and_output_types():
+    sampler = Text2ImageSampler.from_pretrained()
+    caps = ["a big red star on a sky blue background", "a tiny violet circle on a beige background"]
+    pil = sampler(caps, seed=5)
+    arr = sampler(caps, seed=5, output_type="np")
+    pt = sampler(caps, seed=5, output_type="pt")
+    assert arr.images.shape == (2, 256, 256, 3) and arr.images.dtype == np.uint8
+    assert pt.images.shape == (2, 3, 256, 256) and pt.stage_images[0].shape[-1] == 64
+    assert np.array_equal(np.asarray(pil.images[1]), arr.images[1])
+    # a torch.Generator seeded like `seed` draws the same noise
+    gen = sampler(caps, generator=torch.Generator().manual_seed(5), output_type="np")
+    assert np.array_equal(gen.images, arr.images)
+    # the same z and CA noise given explicitly: the same images, from any seed
+    g = torch.Generator().manual_seed(5)
+    z, eps = (
+        torch.randn(2, sampler.z_dim, generator=g),
+        torch.randn(2, sampler.cond_dim, generator=g),
+    )
+    given = sampler(caps, seed=99, latents=z, ca_noise=eps, output_type="np")
+    assert np.array_equal(given.images, arr.images)
+    # precomputed embeddings instead of captions; the CA mean alone
+    emb = sampler.encode_text(caps)
+    same = sampler(text_emb=emb, seed=5, output_type="np")
+    assert np.array_equal(same.images, arr.images)
+    mean_only = sampler(text_emb=emb, seed=5, ca_noise=False, output_type="pt")
+    assert not torch.equal(mean_only.images, pt.images)
+    with pytest.raises(ValueError, match="latents must be"):
+        sampler(caps, latents=torch.zeros(3, sampler.z_dim))
+    with pytest.raises(ValueError, match="output_type"):
+        sampler(caps, output_type="jpeg")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="not both"):
+        sampler(caps, text_emb=emb)

@@ -10,7 +10,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any, Literal
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import nn
@@ -24,6 +26,8 @@ from stackgan.utils.runtime import resolve_device
 
 BUNDLED_MODEL = "shapes-v1.safetensors"
 SAMPLE_CHUNK = 32  # images per generator call: bounds memory for long caption lists
+OutputType = Literal["pil", "np", "pt"]
+OUTPUT_TYPES = ("pil", "np", "pt")
 
 
 def default_model_path() -> Path:
@@ -34,11 +38,12 @@ def default_model_path() -> Path:
 @dataclass
 class SampleOutput:
     """images: the final (highest-resolution) image per sample, in caption order
-    (``num_images`` consecutive samples per caption).
+    (``num_images`` consecutive samples per caption): a list of PIL images, a (B, S, S, 3)
+    uint8 array or a (B, 3, S, S) tensor in [-1, 1], by ``output_type``.
     stage_images: for each stage (lowest resolution first), the images of that stage."""
 
-    images: list[Image.Image]
-    stage_images: list[list[Image.Image]]
+    images: Any
+    stage_images: list[Any]
 
 
 class Text2ImageSampler:
@@ -113,12 +118,14 @@ class Text2ImageSampler:
     @property
     def conditional(self) -> bool:
         """Whether the model takes text (False for an unconditional StackGAN++)."""
-        return self.encoder is not None
+        return self.cfg.model.conditional
 
     def encode_text(self, captions: list[str]) -> torch.Tensor:
         """(N,) captions -> (N, text_dim) embeddings on the sampler's device."""
-        if self.encoder is None:
+        if not self.conditional:
             raise ValueError("this model is unconditional: it takes no captions (use num_images)")
+        if self.encoder is None:
+            raise ValueError("this sampler has no text encoder: pass text_emb instead of captions")
         emb = self.encoder.encode(self.check_inputs(captions))
         if emb.shape[1] != self.cfg.text.dim:
             raise CheckpointError(
@@ -126,13 +133,44 @@ class Text2ImageSampler:
             )
         return emb.to(self.device)
 
-    def _noise(self, n: int, seed: int, ca_noise: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """z (n, z_dim) and CA noise (n, cond_dim) for ``n`` samples, all drawn up front from
-        ``seed`` (a few KB per sample), so that sample i is the same in any chunking."""
-        gen = torch.Generator().manual_seed(seed)
-        z = torch.randn(n, self.cfg.model.z_dim, generator=gen)
-        eps = torch.randn(n, self.cfg.model.cond_dim, generator=gen)
-        if not ca_noise:
+    @property
+    def z_dim(self) -> int:
+        return self.cfg.model.z_dim
+
+    @property
+    def cond_dim(self) -> int:
+        """Size of the Conditioning Augmentation code (and of its noise ``ca_noise``)."""
+        return self.cfg.model.cond_dim
+
+    @property
+    def text_dim(self) -> int:
+        return self.cfg.text.dim
+
+    def _noise(
+        self,
+        n: int,
+        seed: int | None,
+        generator: torch.Generator | None,
+        latents: torch.Tensor | None,
+        ca_noise: torch.Tensor | bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """z (n, z_dim) and CA noise (n, cond_dim), all drawn up front (a few KB per sample) from
+        ``generator`` or else ``seed``, z first, so that sample i is the same in any chunking;
+        ``latents`` / a ``ca_noise`` tensor replace what was drawn."""
+        gen = generator if generator is not None else torch.Generator().manual_seed(seed or 0)
+        z = torch.randn(n, self.z_dim, generator=gen)
+        eps = torch.randn(n, self.cond_dim, generator=gen)
+        if latents is not None:
+            if tuple(latents.shape) != (n, self.z_dim):
+                raise ValueError(f"latents must be ({n}, {self.z_dim}), got {tuple(latents.shape)}")
+            z = latents.detach().float().cpu()
+        if isinstance(ca_noise, torch.Tensor):
+            if tuple(ca_noise.shape) != (n, self.cond_dim):
+                raise ValueError(
+                    f"ca_noise must be ({n}, {self.cond_dim}), got {tuple(ca_noise.shape)}"
+                )
+            eps = ca_noise.detach().float().cpu()
+        elif not ca_noise:
             eps.zero_()
         return z, eps
 
@@ -140,14 +178,13 @@ class Text2ImageSampler:
     def _chunks(
         self,
         text_emb: torch.Tensor | None,
-        seed: int,
         num_images: int,
-        ca_noise: bool = True,
-        batch_size: int = SAMPLE_CHUNK,
+        z: torch.Tensor,
+        eps: torch.Tensor,
+        batch_size: int,
     ) -> Iterator[list[torch.Tensor]]:
         """Per chunk of ``batch_size`` samples, each stage's (B, 3, S, S) images in [-1, 1]."""
-        n = len(text_emb) * num_images if text_emb is not None else num_images
-        z, eps = self._noise(n, seed, ca_noise)
+        n = len(z)
         for s in range(0, n, batch_size):
             emb = None
             if text_emb is not None:  # rows s..e of the caption list repeated num_images times
@@ -160,30 +197,26 @@ class Text2ImageSampler:
             )
             yield [im.float().cpu() for im in out.images]
 
-    def generate(
-        self,
-        text_emb: torch.Tensor | None,
-        seed: int = 0,
-        num_images: int = 1,
-        ca_noise: bool = True,
-    ) -> list[torch.Tensor]:
-        """Embeddings (N, D) -> per stage, (N * num_images, 3, S, S) tensors in [-1, 1].
-
-        ``text_emb=None`` (unconditional models) gives ``num_images`` images.
-        ``ca_noise=False`` conditions on mu alone (no Conditioning Augmentation sampling).
-        """
-        chunks = list(self._chunks(text_emb, seed, num_images, ca_noise))
-        return [torch.cat([c[i] for c in chunks]) for i in range(len(chunks[0]))]
-
     def _embeddings(
-        self, captions: list[str] | tuple[str, ...] | None, num_images: int
+        self,
+        captions: list[str] | tuple[str, ...] | None,
+        num_images: int,
+        text_emb: torch.Tensor | None,
     ) -> torch.Tensor | None:
         if num_images < 1:
             raise ValueError(f"num_images must be >= 1, got {num_images}")
-        if self.encoder is None:
-            if captions:
+        if not self.conditional:
+            if captions or text_emb is not None:
                 raise ValueError("this model is unconditional: it takes no captions")
             return None
+        if text_emb is not None:
+            if captions:
+                raise ValueError("give captions or text_emb, not both")
+            if text_emb.ndim != 2 or text_emb.shape[1] != self.text_dim:
+                raise ValueError(
+                    f"text_emb must be (N, {self.text_dim}), got {tuple(text_emb.shape)}"
+                )
+            return text_emb.float()
         if captions is None:
             raise ValueError("this model is text-conditioned: give captions")
         return self.encode_text(self.check_inputs(captions, num_images))
@@ -191,42 +224,114 @@ class Text2ImageSampler:
     def stream(
         self,
         captions: list[str] | tuple[str, ...] | None = None,
-        seed: int = 0,
+        seed: int | None = 0,
         num_images: int = 1,
         batch_size: int = SAMPLE_CHUNK,
         text_emb: torch.Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        latents: torch.Tensor | None = None,
+        ca_noise: torch.Tensor | bool = True,
+        output_type: OutputType = "pil",
     ) -> Iterator[SampleOutput]:
         """Like ``__call__``, one :class:`SampleOutput` per ``batch_size`` images, so that memory
         stays bounded by the batch whatever the number of captions; the images are the same as
-        ``__call__`` gives. ``text_emb`` (N, D): precomputed sentence vectors instead of
-        captions."""
+        ``__call__`` gives."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if text_emb is None:
-            text_emb = self._embeddings(captions, num_images)
-        elif self.encoder is None or text_emb.shape[1:] != (self.cfg.text.dim,):
-            raise ValueError(
-                f"text_emb must be (N, {self.cfg.text.dim}) for this model"
-                if self.encoder is not None
-                else "this model is unconditional: it takes no text"
-            )
-        for stages in self._chunks(text_emb, seed, num_images, batch_size=batch_size):
-            pils = [[Image.fromarray(a) for a in to_uint8(t)] for t in stages]
-            yield SampleOutput(images=pils[-1], stage_images=pils)
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
+        emb = self._embeddings(captions, num_images, text_emb)
+        n = len(emb) * num_images if emb is not None else num_images
+        z, eps = self._noise(n, seed, generator, latents, ca_noise)
+        for stages in self._chunks(emb, num_images, z, eps, batch_size):
+            yield _convert(stages, output_type)
 
     def __call__(
         self,
         captions: list[str] | tuple[str, ...] | None = None,
+        seed: int | None = 0,
+        num_images: int = 1,
+        *,
+        text_emb: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        latents: torch.Tensor | None = None,
+        ca_noise: torch.Tensor | bool = True,
+        output_type: OutputType = "pil",
+        batch_size: int = SAMPLE_CHUNK,
+    ) -> SampleOutput:
+        """Generate ``num_images`` images per caption, reproducibly.
+
+        Args:
+            captions: sentences; None for an unconditional model (then ``num_images`` in all)
+                or when ``text_emb`` is given.
+            seed: seeds the noise when no ``generator`` is given.
+            num_images: images per caption.
+            text_emb: (N, text_dim) precomputed sentence vectors instead of captions.
+            generator: a CPU ``torch.Generator`` to draw z and the CA noise from.
+            latents: (N * num_images, z_dim) z to use instead of drawing it.
+            ca_noise: True draws the Conditioning Augmentation noise, False conditions on its
+                mean alone, a (N * num_images, cond_dim) tensor gives it.
+            output_type: "pil" (PIL images), "np" ((B, S, S, 3) uint8 arrays) or "pt"
+                ((B, 3, S, S) float tensors in [-1, 1]).
+            batch_size: samples per generator call (bounds memory, not the result).
+
+        Returns:
+            :class:`SampleOutput`; ``images`` are the last stage's.
+        """
+        outs = list(
+            self.stream(
+                captions,
+                seed,
+                num_images,
+                batch_size,
+                text_emb,
+                generator=generator,
+                latents=latents,
+                ca_noise=ca_noise,
+                output_type=output_type,
+            )
+        )
+        stages = [
+            _join([o.stage_images[i] for o in outs]) for i in range(len(outs[0].stage_images))
+        ]
+        return SampleOutput(images=stages[-1], stage_images=stages)
+
+    def generate(
+        self,
+        text_emb: torch.Tensor | None,
         seed: int = 0,
         num_images: int = 1,
-    ) -> SampleOutput:
-        """Generate ``num_images`` images per caption (in total, for an unconditional model that
-        takes ``captions=None``), reproducibly from ``seed``."""
-        outs = list(self.stream(captions, seed, num_images))
-        return SampleOutput(
-            images=[im for o in outs for im in o.images],
-            stage_images=[
-                [im for o in outs for im in o.stage_images[i]]
-                for i in range(len(outs[0].stage_images))
-            ],
+        ca_noise: bool = True,
+    ) -> list[torch.Tensor]:
+        """Embeddings (N, D) -> per stage, (N * num_images, 3, S, S) tensors in [-1, 1]
+        (``__call__(text_emb=..., output_type="pt").stage_images``)."""
+        out = self(
+            None,
+            seed,
+            num_images,
+            text_emb=text_emb,
+            ca_noise=ca_noise,
+            output_type="pt",
         )
+        return list(out.stage_images)
+
+
+def _convert(stages: list[torch.Tensor], output_type: OutputType) -> SampleOutput:
+    """Per-stage (B, 3, S, S) float tensors -> the asked output type."""
+    conv: list[Any]
+    if output_type == "pt":
+        conv = list(stages)
+    elif output_type == "np":
+        conv = [to_uint8(t) for t in stages]
+    else:
+        conv = [[Image.fromarray(a) for a in to_uint8(t)] for t in stages]
+    return SampleOutput(images=conv[-1], stage_images=conv)
+
+
+def _join(parts: list[Any]) -> Any:
+    if isinstance(parts[0], torch.Tensor):
+        return torch.cat(parts)
+    if isinstance(parts[0], np.ndarray):
+        return np.concatenate(parts)
+    return [im for p in parts for im in p]

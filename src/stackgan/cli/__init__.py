@@ -316,10 +316,10 @@ def _read_embeddings(sampler: Any, path: Path) -> Any:
     else:
         sentences, arr = load_t7_embeddings(path)
     arr = arr.reshape(len(arr), -1)
-    if not sampler.conditional or arr.shape[1] != sampler.cfg.text.dim:
+    if not sampler.conditional or arr.shape[1] != sampler.text_dim:
         raise click.ClickException(
             f"{path} holds {arr.shape[1]}-d vectors but the model takes "
-            f"{sampler.cfg.text.dim if sampler.conditional else 'no'} text input "
+            f"{sampler.text_dim if sampler.conditional else 'no'} text input "
             f"({sampler.cfg.text.encoder})"
         )
     for i, text in enumerate(sentences):

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from stackgan.utils.images import make_grid, to_uint8
+from stackgan.utils.images import make_grid
 
 
 def _row_grid(rows: list[np.ndarray]) -> np.ndarray:
@@ -27,14 +27,17 @@ def _row_grid(rows: list[np.ndarray]) -> np.ndarray:
 
 
 def _run(sampler: Any, z: torch.Tensor, text: torch.Tensor | None, eps: torch.Tensor | None) -> Any:
-    g = sampler.generator
-    dev = sampler.device
-    out = g(
-        z.to(dev),
-        text.to(dev) if text is not None else None,
-        eps.to(dev) if eps is not None else None,
+    """The last stage's images (uint8) for these exact z's, embeddings and CA noise (drawn from
+    seed 0 when ``eps`` is None)."""
+    out = sampler(
+        None,
+        num_images=1 if text is not None else len(z),
+        text_emb=text,
+        latents=z,
+        ca_noise=eps if eps is not None else True,
+        output_type="np",
     )
-    return to_uint8(out.images[-1].float().cpu())
+    return out.images
 
 
 @torch.no_grad()
@@ -48,13 +51,12 @@ def text_interpolation(
 ) -> np.ndarray:
     """``rows`` fixed z's (one per row); columns move the embedding from caption a to caption b."""
     gen = torch.Generator().manual_seed(seed)
-    cfg = sampler.cfg.model
     out = []
     for _ in range(rows):
-        z = torch.randn(1, cfg.z_dim, generator=gen).expand(steps, -1)
+        z = torch.randn(1, sampler.z_dim, generator=gen).expand(steps, -1)
         w = torch.linspace(0, 1, steps)[:, None]
         text = (1 - w) * emb_a.cpu()[None] + w * emb_b.cpu()[None]  # (steps, D)
-        out.append(_run(sampler, z, text, torch.zeros(steps, cfg.cond_dim)))
+        out.append(_run(sampler, z, text, torch.zeros(steps, sampler.cond_dim)))
     return _row_grid(out)
 
 
@@ -62,10 +64,9 @@ def text_interpolation(
 def z_interpolation(sampler: Any, emb: torch.Tensor, steps: int = 8, seed: int = 0) -> np.ndarray:
     """One row per caption: z moved linearly between two draws, the caption fixed."""
     gen = torch.Generator().manual_seed(seed)
-    cfg = sampler.cfg.model
     rows = []
     for e in emb.cpu():
-        z0, z1 = torch.randn(2, cfg.z_dim, generator=gen)
+        z0, z1 = torch.randn(2, sampler.z_dim, generator=gen)
         w = torch.linspace(0, 1, steps)[:, None]
         rows.append(_run(sampler, (1 - w) * z0 + w * z1, e[None].expand(steps, -1), None))
     return _row_grid(rows)
@@ -81,11 +82,10 @@ def ca_ablation(
     variation the paper credits to Conditioning Augmentation.
     """
     gen = torch.Generator().manual_seed(seed)
-    cfg = sampler.cfg.model
     on, off = [], []
     for e in emb.cpu():
-        z = torch.randn(samples, cfg.z_dim, generator=gen)
-        eps = torch.randn(samples, cfg.cond_dim, generator=gen)
+        z = torch.randn(samples, sampler.z_dim, generator=gen)
+        eps = torch.randn(samples, sampler.cond_dim, generator=gen)
         text = e[None].expand(samples, -1)
         on.append(_run(sampler, z, text, eps))
         off.append(_run(sampler, z, text, torch.zeros_like(eps)))
