@@ -20,6 +20,7 @@ keeps working when it is copied away from the encoder file.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -314,3 +315,32 @@ def embedded_text_encoder(
     header, text_state = embedded
     matcher = matcher_from_state(header, text_state, f"{path} (embedded text encoder)")
     return TrainedTextEncoder(matcher=matcher, meta=header, device=device)
+
+
+def load_generator_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], ExperimentConfig]:
+    """Generator weights (EMA) and config from a training checkpoint (.pt) or an export."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return load_export(path)
+    ckpt = load_checkpoint(path)
+    return ckpt["generator_ema"], checkpoint_config(ckpt, path)
+
+
+def with_stage1(
+    state: dict[str, torch.Tensor], cfg: ExperimentConfig, stage1: str | Path
+) -> tuple[dict[str, torch.Tensor], ExperimentConfig]:
+    """A v1 Stage-II generator state with its Stage-I weights replaced by those of ``stage1``
+    (an export or checkpoint of a Stage-I with the same text config), e.g. a Stage-I fine-tuned
+    after the Stage-II was trained."""
+    if cfg.model.version != "v1" or cfg.model.stage != 2:
+        raise ConfigError("--stage1 needs a v1 Stage-II model")
+    s1_state, s1_cfg = load_generator_weights(stage1)
+    if s1_cfg.model.stage != 1 or s1_cfg.text != cfg.text:
+        raise ConfigError(f"--stage1 {stage1} is not a Stage-I model with this text config")
+    new = dict(state)
+    for k, v in s1_state.items():
+        if f"stage1.{k}" not in new or new[f"stage1.{k}"].shape != v.shape:
+            raise ConfigError(f"--stage1 {stage1} does not match this Stage-I ({k})")
+        new[f"stage1.{k}"] = v
+    model = dataclasses.replace(cfg.model, stage1_checkpoint=str(stage1))
+    return new, dataclasses.replace(cfg, model=model)

@@ -146,6 +146,18 @@ class Text2ImageSampler:
     def text_dim(self) -> int:
         return self.cfg.text.dim
 
+    def noise(
+        self, n: int, seed: int | None = 0, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The z (n, z_dim) and CA noise (n, cond_dim) that ``__call__`` draws for ``n`` samples
+        from ``generator``, or else from ``seed``: z first, all up front (a few KB per sample),
+        so sample i is the same in any chunking. Passing a request's own (z, eps) as
+        ``latents``/``ca_noise`` reproduces it inside a larger batch (micro-batching)."""
+        gen = generator if generator is not None else torch.Generator().manual_seed(seed or 0)
+        z = torch.randn(n, self.z_dim, generator=gen)
+        eps = torch.randn(n, self.cond_dim, generator=gen)
+        return z, eps
+
     def _noise(
         self,
         n: int,
@@ -154,12 +166,8 @@ class Text2ImageSampler:
         latents: torch.Tensor | None,
         ca_noise: torch.Tensor | bool,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """z (n, z_dim) and CA noise (n, cond_dim), all drawn up front (a few KB per sample) from
-        ``generator`` or else ``seed``, z first, so that sample i is the same in any chunking;
-        ``latents`` / a ``ca_noise`` tensor replace what was drawn."""
-        gen = generator if generator is not None else torch.Generator().manual_seed(seed or 0)
-        z = torch.randn(n, self.z_dim, generator=gen)
-        eps = torch.randn(n, self.cond_dim, generator=gen)
+        """:meth:`noise`, with ``latents`` / a ``ca_noise`` tensor replacing what was drawn."""
+        z, eps = self.noise(n, seed, generator)
         if latents is not None:
             if tuple(latents.shape) != (n, self.z_dim):
                 raise ValueError(f"latents must be ({n}, {self.z_dim}), got {tuple(latents.shape)}")

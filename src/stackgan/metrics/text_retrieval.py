@@ -133,3 +133,47 @@ def evaluate_text_encoder(
         "top5": top[5],
         "hits": hits,  # per test image, for paired comparisons (not JSON)
     }
+
+
+def train_text_encoder(
+    data_root: str | Path,
+    out: str | Path,
+    epochs: int = 60,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    max_train: int = 0,
+    seed: int = 0,
+    device: str = "cpu",
+    buckets: int = 50_000,
+    class_mask: bool | None = None,
+) -> tuple[Any, list[float]]:
+    """``stackgan text-encoder train``: fit the n-gram BiGRU encoder to the Inception pool3
+    features of a dataset's training images and write it to ``out`` -> (matcher, epoch losses).
+    """
+    from stackgan.metrics.features import InceptionFeatures
+    from stackgan.metrics.real import dataset_features
+    from stackgan.text.trainable import save_matcher, train_matcher
+
+    feats, ds = dataset_features(
+        data_root, "train", FEATURE_SIZE, InceptionFeatures(device=device), max_images=max_train
+    )
+    labels = mask_labels(ds, class_mask)
+    matcher, losses = train_matcher(
+        ds.image_captions(),
+        feats,
+        buckets=buckets,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        labels=labels,
+    )
+    info = {
+        "data": str(data_root),
+        "num_images": len(ds),
+        "epochs": epochs,
+        "class_mask": labels is not None,
+        "losses": losses,
+    }
+    save_matcher(out, matcher, info)
+    return matcher, losses

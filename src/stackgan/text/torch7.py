@@ -193,3 +193,19 @@ def load_t7_embeddings(path: str | Path) -> tuple[list[str], np.ndarray]:
     if sentences and len(sentences) != len(emb):
         raise Torch7Error(f"{path}: {len(sentences)} sentences for {len(emb)} embeddings")
     return sentences, emb
+
+
+def load_sentence_vectors(path: str | Path) -> tuple[list[str], np.ndarray]:
+    """Stored sentence vectors for ``stackgan sample --embeddings``: the StackGAN demo's
+    ``.t7`` (sentences and (N, D) vectors) or an (N, D) ``.npy`` (no sentences), as float32."""
+    path = Path(path)
+    if not path.is_file():
+        raise Torch7Error(f"embeddings file not found: {path}")
+    if path.suffix == ".npy":
+        try:
+            arr = np.load(path, allow_pickle=False).astype(np.float32)
+        except ValueError as exc:
+            raise Torch7Error(f"{path}: not a numeric .npy array ({exc})") from None
+        return [], arr.reshape(len(arr), -1)
+    sentences, arr = load_t7_embeddings(path)
+    return sentences, arr.reshape(len(arr), -1)

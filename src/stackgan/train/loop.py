@@ -28,6 +28,7 @@ from stackgan.checkpoint import (
     export_generator,
     load_checkpoint,
     load_export,
+    load_generator_weights,
     save_checkpoint,
 )
 from stackgan.config import ConfigError, ExperimentConfig
@@ -120,15 +121,6 @@ def _claim_run_dir(run_dir: Path, resume: str | Path | None, overwrite: bool) ->
     for old in run_dir.glob("config*.yaml"):
         old.unlink()
     logger.info("--overwrite: cleared the earlier run in %s", run_dir)
-
-
-def load_generator_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], ExperimentConfig]:
-    """Generator weights (EMA) and config from a training checkpoint (.pt) or an export."""
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        return load_export(path)
-    ckpt = load_checkpoint(path)
-    return ckpt["generator_ema"], checkpoint_config(ckpt, path)
 
 
 def _setup_logging(run_dir: Path) -> logging.Handler:

@@ -1,0 +1,34 @@
+"""Options shared by several commands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+# the --model option of every command that reads an inference export
+model_option = click.option(
+    "--model",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Inference export. Default: the bundled shapes model.",
+)
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def optional_file(flag: str, help_text: str) -> Callable[[_F], _F]:
+    """A ``--flag FILE`` option that defaults to "" (not given)."""
+    return click.option(flag, default="", type=click.Path(dir_okay=False), help=help_text)
+
+
+def class_mask_option(where: str) -> Callable[[_F], _F]:
+    """``--class-mask/--no-class-mask``: same-class pairs are no negatives (AttnGAN's DAMSM)."""
+    return click.option(
+        "--class-mask/--no-class-mask",
+        default=None,
+        help=f"Leave other images of the same class out of {where} (AttnGAN's DAMSM). "
+        "Default: on when the data has classes, except for shapes (whose shape-colour classes "
+        "do not fix the caption).",
+    )

@@ -1,0 +1,81 @@
+"""``stackgan train``: train a stage, resume or fine-tune a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config value with a dotted key, e.g. --set optim.g_lr=1e-4.",
+)
+@click.option(
+    "--outdir",
+    default="runs",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Parent folder of the numbered run directories.",
+)
+@click.option(
+    "--resume",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Training checkpoint to continue from (e.g. RUN/checkpoint-latest.pt).",
+)
+@click.option(
+    "--run-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write into this folder instead of a new numbered one (resume uses it).",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="With --run-dir: start afresh in a folder that holds an earlier run, deleting its "
+    "checkpoints, exports, stats and samples (without it such a folder is refused).",
+)
+@click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
+def train(
+    config: str,
+    overrides: tuple[str, ...],
+    outdir: str,
+    resume: str | None,
+    run_dir: str | None,
+    overwrite: bool,
+    dry_run: bool,
+) -> None:
+    """Train a StackGAN stage.
+
+    \b
+    Examples:
+      stackgan train configs/v1_shapes_stage1.yaml
+      stackgan train configs/v1_shapes_stage2.yaml \\
+          --set model.stage1_checkpoint=runs/00000-v1-shapes-stage1-bs64/model.safetensors
+      stackgan train configs/v1_shapes_stage1.yaml --set train.total_iters=200 --dry-run
+      stackgan train configs/v1_shapes_stage1.yaml \\
+          --resume runs/00000-v1-shapes-stage1-bs64/checkpoint-latest.pt
+    """
+    from stackgan.config import load_config
+    from stackgan.train import make_run_dir
+    from stackgan.train import train as run_training
+
+    cfg = load_config(config, overrides)
+    click.echo(cfg.to_yaml())
+    if dry_run:
+        return
+    if run_dir is not None:
+        rd = Path(run_dir)
+    elif resume is not None:
+        rd = Path(resume).parent  # continue in the run's own folder
+    else:
+        rd = make_run_dir(outdir, cfg)
+    click.echo(f"run directory: {rd}")
+    export = run_training(cfg, rd, resume=resume, overwrite=overwrite)
+    click.echo(f"done: inference model at {export}")
