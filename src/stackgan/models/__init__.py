@@ -4,7 +4,6 @@ one discriminator for every size, and the factories that build them from a confi
 from stackgan.models.conditioning import CondAugment, kl_divergence
 from stackgan.models.discriminator import Discriminator
 from stackgan.models.registry import (
-    build_discriminator,
     build_discriminators,
     build_generator,
     image_sizes,
@@ -20,7 +19,6 @@ __all__ = [
     "Stage1Generator",
     "Stage2Generator",
     "TreeGenerator",
-    "build_discriminator",
     "build_discriminators",
     "build_generator",
     "image_sizes",

@@ -66,13 +66,6 @@ def build_discriminators(cfg: ExperimentConfig) -> list[Discriminator]:
     return [disc(image_sizes(cfg)[0], cfg.text.dim, ndf, uncond)]
 
 
-def build_discriminator(cfg: ExperimentConfig) -> Discriminator:
-    """The single discriminator of a v1 stage."""
-    if cfg.model.version != "v1":
-        raise ValueError("build_discriminator is for v1; use build_discriminators")
-    return build_discriminators(cfg)[0]
-
-
 def output_size(cfg: ExperimentConfig) -> int:
     """The generator's highest resolution."""
     return image_sizes(cfg)[-1]

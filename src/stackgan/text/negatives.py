@@ -19,7 +19,7 @@ import torch
 
 # Colour terms by family, each with its hue. A swap never stays within a hue, so "red" ->
 # "crimson" or "blue" -> "light blue" (near synonyms) are never negatives.
-COLOUR_FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
+COLOR_FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     # family: (hue, replacement word, words and phrases that name it)
     "red": ("red", "red", ("red", "crimson", "scarlet", "maroon")),
     "orange": ("orange", "orange", ("orange",)),
@@ -36,7 +36,7 @@ COLOUR_FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "black": ("black", "black", ("black",)),
     "gray": ("gray", "gray", ("gray", "grey", "silver")),
 }
-_WORD_FAMILY = {w: fam for fam, (_, _, words) in COLOUR_FAMILIES.items() for w in words}
+_WORD_FAMILY = {w: fam for fam, (_, _, words) in COLOR_FAMILIES.items() for w in words}
 # longest first, so "sky blue" wins over "blue"; whole words only ("tan" is not in "tangle")
 _PATTERN = re.compile(
     r"\b(" + "|".join(re.escape(w) for w in sorted(_WORD_FAMILY, key=len, reverse=True)) + r")\b",
@@ -45,21 +45,21 @@ _PATTERN = re.compile(
 _ARTICLE = re.compile(r"\b(a|an)(\s+)$", re.IGNORECASE)
 
 
-def colour_mentions(caption: str) -> list[re.Match[str]]:
+def color_mentions(caption: str) -> list[re.Match[str]]:
     """The colour words and phrases of ``caption``, in order."""
     return list(_PATTERN.finditer(caption))
 
 
-def swap_colour(caption: str, rng: random.Random) -> str | None:
+def swap_color(caption: str, rng: random.Random) -> str | None:
     """``caption`` with one colour mention (chosen at random) replaced by a colour of another
     hue, the indefinite article before it mended ("a red" -> "an orange"); None when the
     caption names no colour."""
-    mentions = colour_mentions(caption)
+    mentions = color_mentions(caption)
     if not mentions:
         return None
     m = rng.choice(mentions)
-    hue = COLOUR_FAMILIES[_WORD_FAMILY[m.group(0).lower()]][0]
-    new = rng.choice([rep for h, rep, _ in COLOUR_FAMILIES.values() if h != hue])
+    hue = COLOR_FAMILIES[_WORD_FAMILY[m.group(0).lower()]][0]
+    new = rng.choice([rep for h, rep, _ in COLOR_FAMILIES.values() if h != hue])
     head = caption[: m.start()]
     if art := _ARTICLE.search(head):
         article = "an" if new[0] in "aeiou" else "a"
@@ -69,7 +69,7 @@ def swap_colour(caption: str, rng: random.Random) -> str | None:
     return head + new + caption[m.end() :]
 
 
-def colour_swapped_captions(
+def color_swapped_captions(
     captions: list[str], seed: int = 0, variants: int = 1
 ) -> tuple[list[str], torch.Tensor]:
     """``variants`` colour-swapped versions of every caption, reproducible from ``seed``.
@@ -86,7 +86,15 @@ def colour_swapped_captions(
     if variants < 1:
         raise ValueError(f"variants must be at least 1, got {variants}")
     rng = random.Random(seed)
-    out = [swap_colour(c, rng) for c in captions for _ in range(variants)]
+    out = [swap_color(c, rng) for c in captions for _ in range(variants)]
     ok = torch.tensor([s is not None for s in out[::variants]], dtype=torch.bool)
     kept = [s if s is not None else captions[i // variants] for i, s in enumerate(out)]
     return kept, ok
+
+
+# The British spellings of the first release, kept as aliases: the public API spells "color",
+# as the papers ("color-consistency") and the config keys (loss.color_weight) do.
+COLOUR_FAMILIES = COLOR_FAMILIES
+colour_mentions = color_mentions
+swap_colour = swap_color
+colour_swapped_captions = color_swapped_captions

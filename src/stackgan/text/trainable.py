@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stackgan.utils.cache import atomic_write
+from stackgan.utils.runtime import preserve_rng
 
 FORMAT = "stackgan-text-encoder"
 FORMAT_VERSION = 1
@@ -303,6 +304,7 @@ def fit_matching(
     return losses
 
 
+@preserve_rng
 def train_matcher(
     captions: list[list[str]],
     image_feats: np.ndarray,

@@ -37,7 +37,7 @@ from stackgan.data.folder import ImageFolderDataset
 from stackgan.models.discriminator import Discriminator
 from stackgan.models.registry import build_discriminators, build_generator, image_sizes
 from stackgan.text.encoders import TextEncoder, dataset_embeddings, is_encoder_file
-from stackgan.text.negatives import colour_swapped_captions
+from stackgan.text.negatives import color_swapped_captions
 from stackgan.train.ema import update_ema
 from stackgan.train.matching import fit_image_matcher, load_image_matcher, save_image_matcher
 from stackgan.train.monitor import MetricMonitor
@@ -562,11 +562,11 @@ def _swapped_embeddings(
     caption, caption-major; cached like the captions' own), and which captions named a colour
     to swap."""
     k = cfg.loss.swap_variants
-    swapped, ok = colour_swapped_captions(ds.captions, seed=cfg.train.seed, variants=k)
+    swapped, ok = color_swapped_captions(ds.captions, seed=cfg.train.seed, variants=k)
     if not ok.any():
         raise ConfigError(
             "loss.swap_negatives: no caption of this dataset names a colour "
-            "(stackgan.text.negatives.COLOUR_FAMILIES)"
+            "(stackgan.text.negatives.COLOR_FAMILIES)"
         )
     first = int(ok.nonzero()[0])
     logger.info(

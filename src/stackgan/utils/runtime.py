@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, ParamSpec, TypeVar, cast
 
 import numpy as np
 import torch
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class DeviceError(ValueError):
@@ -63,6 +67,20 @@ def autocast_factory(
     if dtype == torch.float16 and device.type != "cuda":
         raise ValueError("fp16 autocast is for CUDA; use bf16 on the CPU")
     return lambda: torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def preserve_rng(fn: Callable[P, R]) -> Callable[P, R]:
+    """Run ``fn`` on a fork of torch's global RNG state (CPU and CUDA), restored afterwards:
+    fitting functions seed torch for their own initial weights without changing the random
+    stream of their caller (a training run stays bit-exact across a metric computed mid-run)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=cuda):
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def seed_everything(seed: int) -> None:
