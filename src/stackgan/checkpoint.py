@@ -35,7 +35,7 @@ from safetensors import SafetensorError
 from safetensors.torch import save_file
 
 from stackgan.config import ConfigError, ExperimentConfig, config_from_dict
-from stackgan.text.encoders import is_encoder_file
+from stackgan.text.base import is_encoder_file
 from stackgan.utils.cache import atomic_torch_save, atomic_write, read_safetensors
 
 logger = logging.getLogger(__name__)

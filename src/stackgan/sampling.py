@@ -20,7 +20,8 @@ from torch import nn
 from stackgan.checkpoint import CheckpointError, embedded_text_encoder, load_export
 from stackgan.config import ExperimentConfig
 from stackgan.models.registry import build_generator, output_size
-from stackgan.text.encoders import TextEncoder, build_encoder, check_captions
+from stackgan.text.base import TextEncoder, check_captions
+from stackgan.text.encoders import build_encoder
 from stackgan.utils.images import to_uint8
 from stackgan.utils.runtime import resolve_device
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from stackgan.data.cub import DatasetError
+from stackgan.data.io import DatasetError
 from stackgan.data.layouts import detect_layout, read_index
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from stackgan.data.cub import (
+from stackgan.data.io import (
     IMAGE_EXTS,
     Batch,
     DatasetError,

@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stackgan.data.cub import IMAGE_EXTS, DatasetError, _read_pickle, read_captions
+from stackgan.data.folder import list_images
+from stackgan.data.io import IMAGE_EXTS, DatasetError, read_captions, read_pickle
 
 LAYOUTS = ("cub", "flowers", "coco", "folder")
 FOLDER_TEST_EVERY = 10  # generic folders without split files: every 10th image is test
@@ -120,7 +121,7 @@ class _Problems:
 
 def _split_keys(root: Path, split: str, max_images: int) -> tuple[list[str], list[int] | None]:
     """Keys and class labels from the StackGAN split pickles (cub and flowers layouts)."""
-    keys = _read_pickle(root / split / "filenames.pickle")
+    keys = read_pickle(root / split / "filenames.pickle")
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise DatasetError(f"{root / split / 'filenames.pickle'}: expected a list of str")
     if max_images:
@@ -128,7 +129,7 @@ def _split_keys(root: Path, split: str, max_images: int) -> tuple[list[str], lis
     class_file = root / split / "class_info.pickle"
     if not class_file.exists():
         return keys, None
-    classes = _read_pickle(class_file)
+    classes = read_pickle(class_file)
     if not isinstance(classes, (list, tuple, np.ndarray)):
         raise DatasetError(f"{class_file}: expected a list of class ids")
     labels = [int(c) for c in list(classes)[: len(keys)]]
@@ -251,7 +252,6 @@ def _coco(root: Path, split: str, max_images: int, problem: _Problems) -> Index:
 def _folder(root: Path, split: str, max_images: int, problem: _Problems) -> Index:
     if split not in ("train", "test"):
         raise DatasetError(f"a folder dataset has splits train and test, not {split!r}")
-    from stackgan.data.folder import list_images
 
     split_file = root / f"{split}.txt"
     if split_file.exists():

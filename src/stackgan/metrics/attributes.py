@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stackgan.data import shapes
-from stackgan.metrics.features import MetricError
+from stackgan.metrics.base import MetricError
 from stackgan.utils.runtime import preserve_rng
 
 logger = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from stackgan.data import shapes
-from stackgan.data.cub import DatasetError, _read_pickle
+from stackgan.data.io import DatasetError, read_pickle
 
 BORDER_FRAC = 0.04  # outer 4% of each side is read as background
 FOREGROUND_DIST = 60.0  # RGB distance from the background beyond which a pixel is "object"
@@ -86,7 +86,7 @@ def test_captions(
     meta = json.loads((root / "meta.json").read_text())
     held = {tuple(p) for p in meta["heldout_pairs"]}
     attrs = shapes.load_attributes(root)
-    keys = _read_pickle(root / split / "filenames.pickle")
+    keys = read_pickle(root / split / "filenames.pickle")
     if not isinstance(keys, list):
         raise DatasetError(f"{root / split / 'filenames.pickle'}: expected a list of names")
     rng = random.Random(seed)

@@ -33,7 +33,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from stackgan.metrics.features import MetricError, extract_features
+from stackgan.metrics.base import MetricError
+from stackgan.metrics.features import extract_features
 from stackgan.metrics.fid import fid_from_features
 from stackgan.metrics.inception_score import (
     PAPER_SPLITS,

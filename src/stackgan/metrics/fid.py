@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stackgan.metrics.features import MetricError
+from stackgan.metrics.base import MetricError
 from stackgan.utils.cache import atomic_write
 
 MIN_IMAGES = 2  # a covariance needs at least two samples

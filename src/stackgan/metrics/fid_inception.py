@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stackgan.metrics.features import MetricError, inception_input
+from stackgan.metrics.base import MetricError, inception_input
 from stackgan.utils.cache import file_digest
 
 NUM_LOGITS = 1008  # the 2015-12-05 graph's classes (1000 ImageNet + 8 unused)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stackgan.metrics.features import MetricError
+from stackgan.metrics.base import MetricError
 from stackgan.utils.runtime import preserve_rng
 
 PAPER_SPLITS = 10  # StackGAN paper and the original IS code

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from stackgan.metrics.features import MetricError
+from stackgan.metrics.base import MetricError
 
 ATTNGAN_NEGATIVES = 99  # 1 true + 99 mismatched candidates
 ATTNGAN_FOLDS = 10

@@ -84,7 +84,8 @@ def evaluate_text_encoder(
     test split of ``data_root``. Untrained encoders get a linear image projection fitted on the
     training split (same-class pairs no negatives when ``class_mask`` and the data has
     classes)."""
-    from stackgan.text.encoders import build_encoder, is_encoder_file
+    from stackgan.text.base import is_encoder_file
+    from stackgan.text.encoders import build_encoder
     from stackgan.text.trainable import SentenceEncoder, TrainedTextEncoder
 
     train_feats, train_ds = dataset_features(

@@ -1,13 +1,10 @@
 """Text encoders: the ``TextEncoder`` protocol, ``minilm`` and ``precomputed``."""
 
+from stackgan.text.base import MAX_CAPTION_CHARS, TextEncoder, TextEncoderError, check_captions
 from stackgan.text.encoders import (
-    MAX_CAPTION_CHARS,
     MiniLMEncoder,
     PrecomputedEmbeddings,
-    TextEncoder,
-    TextEncoderError,
     build_encoder,
-    check_captions,
     dataset_embeddings,
 )
 

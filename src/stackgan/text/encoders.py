@@ -16,53 +16,35 @@ import logging
 import math
 import pickle
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 import torch
 
+from stackgan.text.base import (  # the names users imported from here stay importable
+    MAX_CAPTION_CHARS as MAX_CAPTION_CHARS,
+)
+from stackgan.text.base import (
+    TextEncoder as TextEncoder,
+)
+from stackgan.text.base import (
+    TextEncoderError as TextEncoderError,
+)
+from stackgan.text.base import (
+    check_captions as check_captions,
+)
+from stackgan.text.base import (
+    is_encoder_file as is_encoder_file,
+)
+from stackgan.text.trainable import TrainedTextEncoder
 from stackgan.utils.cache import atomic_torch_save
 from stackgan.utils.safe_pickle import safe_load
 
 logger = logging.getLogger(__name__)
 
-MAX_CAPTION_CHARS = 1000  # far beyond any dataset caption; longer input is almost surely a mistake
 MINILM_DIM = 384
 ENCODER_VERSIONS = {"minilm": 2}  # bump when an encoder's output changes: invalidates caches
 CHAR_CNN_RNN_DIM = 1024
-
-
-class TextEncoderError(ValueError):
-    """Bad caption input or an encoder that cannot be used."""
-
-
-def check_captions(captions: list[str] | tuple[str, ...]) -> list[str]:
-    """Validate user captions: a non-empty list of non-empty strings of sane length."""
-    if isinstance(captions, str):
-        raise TextEncoderError("captions must be a list of strings, not a single string")
-    caps = list(captions)
-    if not caps:
-        raise TextEncoderError("no captions given")
-    for i, c in enumerate(caps):
-        if not isinstance(c, str):
-            raise TextEncoderError(f"caption {i} is {type(c).__name__}, not a string")
-        if not c.strip():
-            raise TextEncoderError(f"caption {i} is empty")
-        if len(c) > MAX_CAPTION_CHARS:
-            raise TextEncoderError(
-                f"caption {i} is {len(c)} characters long; the limit is {MAX_CAPTION_CHARS}"
-            )
-    return [c.strip() for c in caps]
-
-
-@runtime_checkable
-class TextEncoder(Protocol):
-    name: str
-    dim: int
-
-    def encode(self, captions: list[str]) -> torch.Tensor:
-        """(N,) captions -> (N, dim) float32 embeddings."""
-        ...
 
 
 class MiniLMEncoder:
@@ -144,11 +126,6 @@ class PrecomputedEmbeddings:
         )
 
 
-def is_encoder_file(name: str) -> bool:
-    """Whether ``text.encoder`` names a trained encoder file rather than a built-in encoder."""
-    return name.endswith(".safetensors")
-
-
 def build_encoder(name: str, device: str | torch.device = "cpu", **kwargs: Any) -> TextEncoder:
     """Encoder by name: ``minilm``, ``precomputed``, or the path of a trained encoder file
     (``stackgan text-encoder train``)."""
@@ -157,8 +134,6 @@ def build_encoder(name: str, device: str | torch.device = "cpu", **kwargs: Any) 
     if name == "precomputed":
         return PrecomputedEmbeddings(kwargs.get("embeddings_file", ""))
     if is_encoder_file(name):
-        from stackgan.text.trainable import TrainedTextEncoder
-
         return TrainedTextEncoder(name, device=device)
     raise TextEncoderError(
         f"unknown text encoder {name!r} (available: minilm, precomputed, or a trained "

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stackgan.text.base import TextEncoderError, check_captions
 from stackgan.utils.cache import atomic_write
 from stackgan.utils.runtime import preserve_rng
 
@@ -188,7 +189,6 @@ class TrainedTextEncoder:
 
     @torch.no_grad()
     def encode(self, captions: list[str], progress: bool = False) -> torch.Tensor:
-        from stackgan.text.encoders import check_captions
 
         caps = check_captions(captions)
         self.matcher.eval()
@@ -220,7 +220,6 @@ def load_matcher(
     """Rebuild a saved matcher; a clear error for a missing, foreign or damaged file."""
     from safetensors import SafetensorError
 
-    from stackgan.text.encoders import TextEncoderError
     from stackgan.utils.cache import file_digest, read_safetensors
 
     path = Path(path)
@@ -243,7 +242,6 @@ def matcher_from_state(
 ) -> TextImageMatcher:
     """Rebuild a matcher from its header fields and weights; ``where`` names the source in
     errors (a file, or a GAN export that embeds the encoder)."""
-    from stackgan.text.encoders import TextEncoderError
 
     if int(meta.get("format_version", 0)) > FORMAT_VERSION:
         raise TextEncoderError(f"{where} was written by a newer stackgan; upgrade to read it")

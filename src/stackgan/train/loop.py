@@ -36,7 +36,8 @@ from stackgan.data.cub import TextImageDataset
 from stackgan.data.folder import ImageFolderDataset
 from stackgan.models.discriminator import Discriminator
 from stackgan.models.registry import build_discriminators, build_generator, image_sizes
-from stackgan.text.encoders import TextEncoder, dataset_embeddings, is_encoder_file
+from stackgan.text.base import TextEncoder, is_encoder_file
+from stackgan.text.encoders import dataset_embeddings
 from stackgan.text.negatives import color_swapped_captions
 from stackgan.train.ema import update_ema
 from stackgan.train.matching import fit_image_matcher, load_image_matcher, save_image_matcher
