@@ -34,8 +34,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import save_file
 
+from stackgan import __version__
 from stackgan.config import ConfigError, ExperimentConfig, config_from_dict
+from stackgan.models.registry import build_generator
 from stackgan.text.base import is_encoder_file
+from stackgan.text.trainable import TrainedTextEncoder, matcher_from_state, matcher_header
 from stackgan.utils.cache import atomic_torch_save, atomic_write, read_safetensors
 
 logger = logging.getLogger(__name__)
@@ -55,7 +58,6 @@ class CheckpointError(ValueError):
 
 
 def _package_version() -> str:
-    from stackgan import __version__
 
     return __version__
 
@@ -183,8 +185,6 @@ def export_generator(
     }
     _refuse_nonfinite(path, tensors, "refusing to write")
     if cfg.model.conditional and is_encoder_file(cfg.text.encoder):
-        from stackgan.text.trainable import TrainedTextEncoder, matcher_header
-
         enc = text_encoder if text_encoder is not None else TrainedTextEncoder(cfg.text.encoder)
         for k, v in enc.matcher.state_dict().items():  # fp32 even in half exports: same embeddings
             tensors[TEXT_PREFIX + k] = v.detach().cpu().contiguous()
@@ -243,7 +243,6 @@ def check_generator_shapes(path: str | Path, cfg: ExperimentConfig, shapes: dict
     """Compare a state dict's tensor shapes with the generator ``cfg`` describes, built on the
     meta device (nothing allocated), so that a config asking for a huge network is refused
     before any memory is spent on it."""
-    from stackgan.models.registry import build_generator
 
     try:
         with torch.device("meta"):
@@ -310,7 +309,6 @@ def embedded_text_encoder(
     embedded = load_export_text_encoder(path)
     if embedded is None:
         return None
-    from stackgan.text.trainable import TrainedTextEncoder, matcher_from_state
 
     header, text_state = embedded
     matcher = matcher_from_state(header, text_state, f"{path} (embedded text encoder)")

@@ -25,7 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from stackgan.data import shapes
+from stackgan.data.cub import TextImageDataset, default_cache_dir
 from stackgan.metrics.base import MetricError
+from stackgan.utils.cache import atomic_torch_save
 from stackgan.utils.runtime import preserve_rng
 
 logger = logging.getLogger(__name__)
@@ -107,7 +109,6 @@ def accuracy(
 
 
 def _split_images(root: Path, split: str) -> tuple[torch.Tensor, list[shapes.ShapeAttributes]]:
-    from stackgan.data.cub import TextImageDataset
 
     ds = TextImageDataset(
         root,
@@ -166,8 +167,6 @@ def dataset_classifier(
 ) -> tuple[AttributeClassifier, dict[str, float]]:
     """The attribute classifier of a `shapes` dataset folder, trained on its training split once
     and cached beside it, with its accuracy on the real test split."""
-    from stackgan.data.cub import default_cache_dir
-    from stackgan.utils.cache import atomic_torch_save
 
     root = Path(root)
     if not (root / "attributes.jsonl").exists():

@@ -19,6 +19,7 @@ import numpy as np
 
 from stackgan.data import shapes
 from stackgan.data.io import DatasetError, read_pickle
+from stackgan.utils.images import to_uint8
 
 BORDER_FRAC = 0.04  # outer 4% of each side is read as background
 FOREGROUND_DIST = 60.0  # RGB distance from the background beyond which a pixel is "object"
@@ -141,8 +142,6 @@ def evaluate_sampler(
 ) -> dict[str, Any]:
     """Generate one image per test caption with ``sampler`` and score it (final resolution)."""
     from tqdm import tqdm
-
-    from stackgan.utils.images import to_uint8
 
     items = test_captions(data_root, split, num, seed)
     if not items:

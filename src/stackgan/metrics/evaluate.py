@@ -33,18 +33,26 @@ import numpy as np
 import torch
 from PIL import Image
 
+from stackgan.data.shapes import is_shapes_root
+from stackgan.metrics import figures as F
+from stackgan.metrics.attributes import attribute_consistency
 from stackgan.metrics.base import MetricError
-from stackgan.metrics.features import extract_features
+from stackgan.metrics.consistency import score, test_captions
+from stackgan.metrics.features import extract_features, feature_network
 from stackgan.metrics.fid import fid_from_features
+from stackgan.metrics.fid_inception import load_fid_weights, preprocess
 from stackgan.metrics.inception_score import (
     PAPER_SPLITS,
     head_probabilities,
     inception_score,
     train_head,
 )
+from stackgan.metrics.r_precision import r_precision
 from stackgan.metrics.real import dataset_features
+from stackgan.sampling import Text2ImageSampler
+from stackgan.text.trainable import TrainedTextEncoder
 from stackgan.utils.cache import atomic_write
-from stackgan.utils.images import make_grid, save_png, to_uint8
+from stackgan.utils.images import make_grid, resize_to, save_png, to_uint8
 
 logger = logging.getLogger(__name__)
 
@@ -79,12 +87,9 @@ class EvalOptions:
 
 def _captions(opts: EvalOptions, ds: Any) -> tuple[list[str], list[Any] | None]:
     """One caption per test image (and the shapes attributes when the dataset has them)."""
-    from stackgan.data.shapes import is_shapes_root
 
     root = Path(opts.data_root)
     if is_shapes_root(root):
-        from stackgan.metrics.consistency import test_captions
-
         items = test_captions(root, opts.split, opts.num_samples, opts.seed)
         return [c for c, _, _ in items], items
     rng = random.Random(opts.seed)
@@ -102,8 +107,6 @@ def evaluate(
     opts: EvalOptions, extractor: torch.nn.Module | None = None, progress: bool = True
 ) -> dict[str, Any]:
     """Run every metric for ``opts``; returns the metrics dict (also written to disk)."""
-    from stackgan.metrics.features import feature_network
-    from stackgan.sampling import Text2ImageSampler
 
     t0 = time.time()
     out = Path(opts.out_dir)
@@ -171,20 +174,12 @@ def evaluate(
         res["is_num_classes"] = len(np.unique(labels))
     if "is" in res:
         res["is_splits"] = splits
-    if opts.matcher:
-        from stackgan.text.trainable import TrainedTextEncoder
-
-        matcher = TrainedTextEncoder(opts.matcher)
-    else:
-        matcher = _own_matcher(sampler)
+    matcher = TrainedTextEncoder(opts.matcher) if opts.matcher else _own_matcher(sampler)
     if matcher is not None:
         res.update(_r_precision(matcher, captions, fake, real, test_ds, opts.seed))
     res["diversity"] = _diversity(sampler, emb, net, opts.seed)
     res["diversity_ca_off"] = _diversity(sampler, emb, net, opts.seed, ca_noise=False)
     if items is not None:
-        from stackgan.metrics.attributes import attribute_consistency
-        from stackgan.metrics.consistency import score
-
         attrs, comp = [a for _, a, _ in items], [c for _, _, c in items]
         res["consistency"] = score(finals, attrs, comp)
         res["attributes"] = attribute_consistency(finals, attrs, comp, opts.data_root, progress)
@@ -218,8 +213,6 @@ class UserClassifier:
             raise MetricError(f"IS classifier {self.path} does not exist")
         self.net: Any
         if self.path.suffix == ".pth":
-            from stackgan.metrics.fid_inception import load_fid_weights
-
             self.net = load_fid_weights(self.path).to(device).logits  # 299 px, [-1, 1] input
             return
         try:
@@ -230,7 +223,6 @@ class UserClassifier:
     @torch.no_grad()
     def probabilities(self, images: np.ndarray, batch: int = GEN_BATCH) -> np.ndarray:
         """(N, H, W, 3) uint8 -> (N, C) softmax probabilities."""
-        from stackgan.metrics.fid_inception import preprocess
 
         out = []
         for s in range(0, len(images), batch):
@@ -244,7 +236,6 @@ class UserClassifier:
 def _own_matcher(sampler: Any) -> Any:
     """The generator's text encoder when it is a trained text-image model (it has an image side
     for R-precision), else None."""
-    from stackgan.text.trainable import TrainedTextEncoder
 
     return sampler.encoder if isinstance(sampler.encoder, TrainedTextEncoder) else None
 
@@ -260,7 +251,6 @@ def _r_precision(
     """AttnGAN's R-precision of the generated images (each against its caption and 99 others),
     with real test images and their first captions under the same model (a
     ``TrainedTextEncoder``) for scale."""
-    from stackgan.metrics.r_precision import r_precision
 
     where = str(enc.path) if enc.path is not None else "the model's own (embedded) encoder"
     out: dict[str, Any] = {"r_precision_model": where}
@@ -290,7 +280,6 @@ def _cell(value: Any) -> str:
 
 def _stage_tiles(stages: list[torch.Tensor], size: int) -> list[np.ndarray]:
     """Per sample, its stages side by side (each resized to ``size``), as one uint8 strip."""
-    from stackgan.utils.images import resize_to
 
     cols = [to_uint8(resize_to(s, size)) for s in stages]  # each (B, S, S, 3)
     return [np.concatenate([c[i] for c in cols], axis=1) for i in range(len(cols[0]))]
@@ -317,7 +306,6 @@ def _figures(
     size: int,
     seed: int,
 ) -> dict[str, np.ndarray]:
-    from stackgan.metrics import figures as F
 
     n = min(FIGURE_CAPTIONS, len(emb))
     figs = {

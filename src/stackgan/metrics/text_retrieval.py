@@ -18,9 +18,21 @@ from typing import Any
 import numpy as np
 import torch
 
+from stackgan.data.shapes import is_shapes_root
+from stackgan.metrics.features import InceptionFeatures
 from stackgan.metrics.r_precision import fold_stats, r_precision_hits, retrieval_topk
 from stackgan.metrics.real import dataset_features
-from stackgan.text.trainable import INIT_LOGIT_SCALE, fit_matching, matching_loss
+from stackgan.text.base import is_encoder_file
+from stackgan.text.encoders import build_encoder
+from stackgan.text.trainable import (
+    INIT_LOGIT_SCALE,
+    SentenceEncoder,
+    TrainedTextEncoder,
+    fit_matching,
+    matching_loss,
+    save_matcher,
+    train_matcher,
+)
 from stackgan.utils.runtime import preserve_rng
 
 FEATURE_SIZE = 256  # images are read at this size for pool3 (the cache eval and FID share)
@@ -61,7 +73,6 @@ def mask_labels(ds: Any, class_mask: bool | None = None) -> torch.Tensor | None:
     of one class fit each other's image and make false negatives; a ``shapes`` class (shape
     and colour) leaves background, size, position and pattern to tell its images apart, and
     masking it drops the very negatives that teach those."""
-    from stackgan.data.shapes import is_shapes_root
 
     if class_mask is None:
         class_mask = not is_shapes_root(ds.root)
@@ -84,9 +95,6 @@ def evaluate_text_encoder(
     test split of ``data_root``. Untrained encoders get a linear image projection fitted on the
     training split (same-class pairs no negatives when ``class_mask`` and the data has
     classes)."""
-    from stackgan.text.base import is_encoder_file
-    from stackgan.text.encoders import build_encoder
-    from stackgan.text.trainable import SentenceEncoder, TrainedTextEncoder
 
     train_feats, train_ds = dataset_features(
         data_root, "train", FEATURE_SIZE, extractor, max_images=max_train, progress=progress
@@ -154,9 +162,6 @@ def train_text_encoder(
     """``stackgan text-encoder train``: fit the n-gram BiGRU encoder to the Inception pool3
     features of a dataset's training images and write it to ``out`` -> (matcher, epoch losses).
     """
-    from stackgan.metrics.features import InceptionFeatures
-    from stackgan.metrics.real import dataset_features
-    from stackgan.text.trainable import save_matcher, train_matcher
 
     feats, ds = dataset_features(
         data_root, "train", FEATURE_SIZE, InceptionFeatures(device=device), max_images=max_train

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stackgan.text.base import TextEncoderError, check_captions
-from stackgan.utils.cache import atomic_write
+from stackgan.utils.cache import atomic_write, file_digest, read_safetensors
 from stackgan.utils.runtime import preserve_rng
 
 FORMAT = "stackgan-text-encoder"
@@ -219,8 +219,6 @@ def load_matcher(
 ) -> tuple[TextImageMatcher, dict[str, Any]]:
     """Rebuild a saved matcher; a clear error for a missing, foreign or damaged file."""
     from safetensors import SafetensorError
-
-    from stackgan.utils.cache import file_digest, read_safetensors
 
     path = Path(path)
     if not path.is_file():

@@ -39,6 +39,7 @@ from stackgan.models.registry import build_discriminators, build_generator, imag
 from stackgan.text.base import TextEncoder, is_encoder_file
 from stackgan.text.encoders import dataset_embeddings
 from stackgan.text.negatives import color_swapped_captions
+from stackgan.text.trainable import TrainedTextEncoder
 from stackgan.train.ema import update_ema
 from stackgan.train.matching import fit_image_matcher, load_image_matcher, save_image_matcher
 from stackgan.train.monitor import MetricMonitor
@@ -233,8 +234,6 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
             layout=cfg.data.layout,
         )
         if is_encoder_file(cfg.text.encoder):
-            from stackgan.text.trainable import TrainedTextEncoder
-
             text_encoder = TrainedTextEncoder(cfg.text.encoder, device=device)
         emb = dataset_embeddings(
             ds.captions,

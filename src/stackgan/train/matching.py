@@ -26,8 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stackgan.checkpoint import CheckpointError
 from stackgan.models.discriminator import BASE_SIZE, log2_ratio
 from stackgan.models.layers import DownBlock
+from stackgan.utils.cache import atomic_write, read_safetensors
 
 logger = logging.getLogger(__name__)
 
@@ -126,8 +128,6 @@ def fit_image_matcher(
 def save_image_matcher(path: Path, matcher: ImageMatcher) -> None:
     from safetensors.torch import save_file
 
-    from stackgan.utils.cache import atomic_write
-
     meta = {
         "format": FORMAT,
         **{k: str(getattr(matcher, k)) for k in ("text_dim", "size", "width")},
@@ -137,8 +137,6 @@ def save_image_matcher(path: Path, matcher: ImageMatcher) -> None:
 
 
 def load_image_matcher(path: Path, device: torch.device) -> ImageMatcher:
-    from stackgan.checkpoint import CheckpointError
-    from stackgan.utils.cache import read_safetensors
 
     try:
         meta, state = read_safetensors(path)

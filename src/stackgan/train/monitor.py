@@ -19,6 +19,13 @@ import torch
 from torch import nn
 
 from stackgan.config import ExperimentConfig
+from stackgan.data.shapes import is_shapes_root
+from stackgan.metrics.consistency import evaluate_sampler
+from stackgan.metrics.features import InceptionFeatures, extract_features
+from stackgan.metrics.fid import fid_from_features
+from stackgan.metrics.real import dataset_features
+from stackgan.sampling import Text2ImageSampler
+from stackgan.text.encoders import build_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +38,6 @@ class MetricMonitor:
         needed, from ``cfg.text``)."""
         self.cfg = cfg
         self.device = device
-        from stackgan.data.shapes import is_shapes_root
 
         self.shapes = is_shapes_root(cfg.data.root)
         self.best: float | None = None
@@ -45,8 +51,6 @@ class MetricMonitor:
         return self.cfg.model.conditional and (self.shapes or self.cfg.train.metric_fid)
 
     def _sampler(self, g_ema: nn.Module) -> Any:
-        from stackgan.sampling import Text2ImageSampler
-        from stackgan.text.encoders import build_encoder
 
         if self._encoder is None:
             self._encoder = build_encoder(
@@ -59,7 +63,6 @@ class MetricMonitor:
     @torch.no_grad()
     def __call__(self, g_ema: nn.Module) -> dict[str, float]:
         """Metrics of ``g_ema`` now, with ``score`` (higher is better) and ``is_best``."""
-        from stackgan.metrics.consistency import evaluate_sampler
 
         n, out, score = self.cfg.train.metric_samples, {}, 0.0
         sampler = self._sampler(g_ema)
@@ -100,9 +103,6 @@ class MetricMonitor:
             )
 
     def _fid(self, sampler: Any, n: int) -> float:
-        from stackgan.metrics.features import InceptionFeatures, extract_features
-        from stackgan.metrics.fid import fid_from_features
-        from stackgan.metrics.real import dataset_features
 
         if self._net is None:
             self._net = InceptionFeatures(device=self.device)
