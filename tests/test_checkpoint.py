@@ -1,16 +1,22 @@
+import json
+
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 from stackgan.checkpoint import (
+    SPEC_VERSION,
     CheckpointError,
     export_generator,
+    export_training_config,
     load_checkpoint,
     load_export,
     save_checkpoint,
 )
 from stackgan.config import ExperimentConfig
 from stackgan.models.registry import build_generator
+from stackgan.sampling import default_model_path
 from stackgan.utils.cache import atomic_torch_save
 
 
@@ -92,3 +98,63 @@ def test_atomic_write_permissions_and_no_leftovers(tmp_path):
         atomic_write(target, fail)
     assert target.read_bytes() == b"one"  # the previous file is intact
     assert sorted(p.name for p in target.parent.iterdir()) == ["file.bin"]  # no temporary left
+
+
+def _write_format1(path, cfg, state, extra_train=None):
+    """An export as stackgan wrote them before model specs (format 1): the whole training
+    config under "config", no digest."""
+    full = cfg.to_dict()
+    full["train"].update(extra_train or {})
+    meta = {
+        "format": "stackgan-export",
+        "format_version": "1",
+        "package_version": "0.1.0",
+        "config": json.dumps(full),
+        "text_encoder": cfg.text.encoder,
+        "text_dim": str(cfg.text.dim),
+    }
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path), metadata=meta)
+
+
+def test_old_exports_keep_loading_through_the_model_spec(tmp_path):
+    cfg = ExperimentConfig()
+    cfg = type(cfg)(model=type(cfg.model)(ngf=4, z_dim=8, cond_dim=8))
+    g = build_generator(cfg)
+    # format 1 with a training option this version does not know: the spec ignores it
+    old = tmp_path / "old.safetensors"
+    _write_format1(old, cfg, g.state_dict(), extra_train={"an_option_renamed_later": 3})
+    state, cfg1 = load_export(old)
+    assert cfg1.model == cfg.model and cfg1.text == cfg.text
+    assert all(torch.equal(state[k], v) for k, v in g.state_dict().items())
+    # the bundled model is a format-1 export
+    meta = safe_open(str(default_model_path()), "pt").metadata()
+    assert meta["format_version"] == "1" and "model_spec" not in meta
+    assert load_export(default_model_path())[1].model.stage == 2
+    # format 2 writes the spec, and the training config as a record
+    new = tmp_path / "new.safetensors"
+    export_generator(new, g.state_dict(), cfg)
+    meta = safe_open(str(new), "pt").metadata()
+    assert meta["format_version"] == "2"
+    assert json.loads(meta["model_spec"])["spec_version"] == SPEC_VERSION
+    assert export_training_config(new) == json.dumps(cfg.to_dict())
+
+
+def test_a_renamed_model_field_is_migrated(tmp_path, monkeypatch):
+    import stackgan.checkpoint as ck
+
+    cfg = ExperimentConfig()
+    cfg = type(cfg)(model=type(cfg.model)(ngf=4, z_dim=8, cond_dim=8))
+    spec = ck.model_spec(cfg)
+    spec["model"]["noise_dim"] = spec["model"].pop("z_dim")  # as an older spec named it
+    spec["spec_version"] = 0
+
+    def rename(old: dict) -> dict:
+        model = dict(old["model"])
+        model["z_dim"] = model.pop("noise_dim")
+        return {**old, "model": model, "spec_version": 1}
+
+    monkeypatch.setitem(ck.SPEC_MIGRATIONS, 0, rename)
+    assert ck.config_from_spec(spec).model == cfg.model
+    newer = {**ck.model_spec(cfg), "spec_version": ck.SPEC_VERSION + 1}
+    with pytest.raises(CheckpointError, match="upgrade"):
+        ck.config_from_spec(newer)

@@ -196,9 +196,11 @@ def _with_config(src: Path, dst: Path, **model: object) -> None:
     with safe_open(str(src), "pt") as f:
         meta = dict(f.metadata())
         tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
-    cfg = json.loads(meta["config"])
-    cfg["model"].update(model)
-    meta["config"] = json.dumps(cfg)
+    for key in ("model_spec", "config", "training_config"):  # format 2 reads the spec
+        if key in meta:
+            cfg = json.loads(meta[key])
+            cfg["model"].update(model)
+            meta[key] = json.dumps(cfg)
     meta[DIGEST_KEY] = export_digest(meta, tensors)
     save_file(tensors, str(dst), metadata=meta)
 

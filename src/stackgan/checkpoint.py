@@ -26,7 +26,7 @@ import json
 import logging
 import pickle
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +49,14 @@ if TYPE_CHECKING:
 FORMAT_VERSION = 1
 EXPORT_FORMAT = "stackgan-export"
 TEXT_PREFIX = "text_encoder."
+EXPORT_FORMAT_VERSION = 2  # 1: the whole training config under "config"; 2: a model spec
+MODEL_SPEC_KEY = "model_spec"  # what sampling needs: model and text config, the data's name
+SPEC_VERSION = 1
+# Migrations of a model spec, spec_version -> the next version's spec. When a ModelConfig or
+# TextConfig field is renamed or removed, bump SPEC_VERSION and add the step here, so that every
+# export written before keeps loading (nanoGPT keeps model_args apart from the rest likewise).
+SPEC_MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+TRAINING_CONFIG_KEY = "training_config"  # the run's full config: a record, not read to load
 DIGEST_KEY = "digest"  # export metadata: sha256 of the other metadata and every tensor
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save's zip format (a training checkpoint)
 
@@ -162,8 +170,13 @@ def export_generator(
     cfg: ExperimentConfig,
     half: bool = False,
     text_encoder: TrainedTextEncoder | None = None,
+    training_config: str | None = None,
 ) -> None:
-    """Write the inference file: generator weights + config JSON metadata, atomically.
+    """Write the inference file: generator weights + its model spec, atomically.
+
+    The metadata holds the model spec that loading reads (:func:`model_spec`, versioned and
+    migrated, so exports survive config changes) and, as a record, the full training config
+    (``training_config``: that JSON when re-exporting an export, else ``cfg``'s).
 
     A conditional model whose ``text.encoder`` is a trained encoder file embeds that encoder.
     ``text_encoder`` is that encoder, already read; when None the file is read now. A training
@@ -177,9 +190,10 @@ def export_generator(
         tensors[k] = v.half() if half and v.is_floating_point() else v
     meta = {
         "format": EXPORT_FORMAT,
-        "format_version": str(FORMAT_VERSION),
+        "format_version": str(EXPORT_FORMAT_VERSION),
         "package_version": _package_version(),
-        "config": json.dumps(cfg.to_dict()),
+        MODEL_SPEC_KEY: json.dumps(model_spec(cfg)),
+        TRAINING_CONFIG_KEY: training_config or json.dumps(cfg.to_dict()),
         "text_encoder": cfg.text.encoder,
         "text_dim": str(cfg.text.dim),
     }
@@ -267,16 +281,83 @@ def check_generator_shapes(path: str | Path, cfg: ExperimentConfig, shapes: dict
         raise CheckpointError(f"{path}: weights do not match the stored config: {'; '.join(parts)}")
 
 
+def model_spec(cfg: ExperimentConfig) -> dict[str, Any]:
+    """What an export needs to be rebuilt and sampled: the model and text config and the
+    dataset's name, with the spec's version."""
+    return {
+        "spec_version": SPEC_VERSION,
+        "model": _plain(cfg.model),
+        "text": _plain(cfg.text),
+        "data": {"name": cfg.data.name},
+    }
+
+
+def _plain(section: Any) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(json.dumps(dataclasses.asdict(section)))
+    return out
+
+
+def config_from_spec(spec: dict[str, Any], path: str | Path = "") -> ExperimentConfig:
+    """An :class:`ExperimentConfig` from a model spec of any version (migrated step by step);
+    the training sections take their defaults."""
+    spec = dict(spec)
+    version = int(spec.get("spec_version", 1))
+    if version > SPEC_VERSION:
+        raise CheckpointError(
+            f"{path} has model spec version {version}; this stackgan reads up to "
+            f"{SPEC_VERSION} (upgrade the package)"
+        )
+    while version < SPEC_VERSION:
+        spec = SPEC_MIGRATIONS[version](spec)
+        version = int(spec["spec_version"])
+    try:
+        data = {"name": str(spec.get("data", {}).get("name", "shapes"))}
+        return config_from_dict({"model": spec["model"], "text": spec["text"], "data": data})
+    except (KeyError, TypeError, AttributeError, ConfigError) as exc:
+        raise CheckpointError(f"{path}: invalid config metadata: {exc}") from exc
+
+
+def _export_config(meta: dict[str, str], path: Path) -> ExperimentConfig:
+    """The config of an export of any format: format 2 reads its model spec; format 1 (the
+    whole training config) is migrated to one, so a renamed training option never breaks it."""
+    fmt = meta.get("format_version", "1")
+    if not fmt.isdigit() or int(fmt) > EXPORT_FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has export format {fmt}; this stackgan reads up to {EXPORT_FORMAT_VERSION} "
+            "(upgrade the package)"
+        )
+    try:
+        if MODEL_SPEC_KEY in meta:
+            spec = json.loads(meta[MODEL_SPEC_KEY])
+        else:  # format 1
+            full = json.loads(meta["config"])
+            spec = {
+                "spec_version": 1,
+                "model": full["model"],
+                "text": full["text"],
+                "data": {"name": full.get("data", {}).get("name", "shapes")},
+            }
+    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: invalid config metadata: {exc}") from exc
+    if not isinstance(spec, dict):
+        raise CheckpointError(f"{path}: invalid config metadata: the model spec is not a mapping")
+    return config_from_spec(spec, path)
+
+
+def export_training_config(path: str | Path) -> str | None:
+    """The full training config JSON recorded in an export (None when it has none)."""
+    meta, _ = read_safetensors(Path(path), lambda k: False)
+    return meta.get(TRAINING_CONFIG_KEY) or meta.get("config")
+
+
 def load_export(path: str | Path) -> tuple[dict[str, torch.Tensor], ExperimentConfig]:
     """Read an inference export -> (fp32 generator state dict, config), verified (digest,
     finite weights, shapes against the config); an embedded text encoder is left out
-    (:func:`load_export_text_encoder` reads it)."""
+    (:func:`load_export_text_encoder` reads it). The config's training sections are defaults:
+    an export keeps only what sampling needs (:func:`export_training_config` has the rest)."""
     path = Path(path)
     meta, tensors = _read_export(path)
-    try:
-        cfg = config_from_dict(json.loads(meta["config"]))
-    except (KeyError, json.JSONDecodeError, ConfigError) as exc:
-        raise CheckpointError(f"{path}: invalid config metadata: {exc}") from exc
+    cfg = _export_config(meta, path)
     gen = {k: v for k, v in tensors.items() if not k.startswith(TEXT_PREFIX)}
     check_generator_shapes(path, cfg, {k: v.shape for k, v in gen.items()})
     state = {k: v.float() if v.is_floating_point() else v for k, v in gen.items()}

@@ -34,13 +34,16 @@ def export(checkpoint: str, out: str, half: bool, stage1: str | None) -> None:
         checkpoint_config,
         embedded_text_encoder,
         export_generator,
+        export_training_config,
         load_checkpoint,
         load_export,
         with_stage1,
     )
 
+    training_config = None
     if checkpoint.endswith(".safetensors"):
         state, cfg = load_export(checkpoint)
+        training_config = export_training_config(checkpoint)  # kept as the record it is
         encoder = embedded_text_encoder(checkpoint) if cfg.model.conditional else None
         source = f"from the export {checkpoint}"
     else:
@@ -49,5 +52,7 @@ def export(checkpoint: str, out: str, half: bool, stage1: str | None) -> None:
         state, encoder, source = ckpt["generator_ema"], None, f"step {ckpt['step']}"
     if stage1:
         state, cfg = with_stage1(state, cfg, stage1)
-    export_generator(out, state, cfg, half=half, text_encoder=encoder)
+    export_generator(
+        out, state, cfg, half=half, text_encoder=encoder, training_config=training_config
+    )
     click.echo(f"wrote {out} ({source})")
