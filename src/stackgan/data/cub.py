@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from stackgan.data.io import (  # the names users imported from here stay importable
     BBOX_SCALE as BBOX_SCALE,
@@ -56,6 +55,7 @@ from stackgan.data.io import (
 )
 from stackgan.data.io import read_pickle as _read_pickle  # noqa: F401 (older name)
 from stackgan.data.layouts import read_index
+from stackgan.data.negatives import hard_wrong_captions, other_images
 
 CACHE_VERSION = 1
 
@@ -173,17 +173,9 @@ class TextImageDataset:
         return self.caption_offsets[idx] + (r * self.caption_counts[idx]).long()
 
     def mismatched(self, idx: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
-        """Image indices whose captions do not describe ``idx``: another class where labels exist
-        (the matching-aware discriminator must see text that is really wrong), else another
-        image."""
-        n = len(self)
-        other = torch.randint(0, n, (len(idx),), generator=gen)
-        for _ in range(100):  # rejection sampling; converges in a step or two
-            bad = (self.class_ids[other] == self.class_ids[idx]) | (other == idx)
-            if not bad.any():
-                break
-            other[bad] = torch.randint(0, n, (int(bad.sum()),), generator=gen)
-        return other
+        """Image indices whose captions do not describe ``idx`` (see
+        :func:`stackgan.data.negatives.other_images`)."""
+        return other_images(self.class_ids, idx, gen)
 
     def hard_wrong_captions(
         self,
@@ -193,25 +185,8 @@ class TextImageDataset:
         candidates: int,
         gen: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Hard mismatched captions: for each image, draw ``candidates`` captions of other
-        images (other classes, as :meth:`mismatched`) and keep the one whose embedding is most
-        cosine-similar to the image's own caption ``caption_idx``.
-
-        Args:
-            idx: (B,) image indices; caption_idx: (B,) their captions.
-            emb: (num_captions, D) caption embeddings (any device).
-
-        Returns:
-            (B,) caption indices.
-        """
-        b = len(idx)
-        cand = self.random_captions(self.mismatched(idx.repeat_interleave(candidates), gen), gen)
-        cand = cand.view(b, candidates)  # (B, K)
-        dev = emb.device
-        e_right = F.normalize(emb[caption_idx.to(dev)].float(), dim=-1)  # (B, D)
-        e_cand = F.normalize(emb[cand.to(dev)].float(), dim=-1)  # (B, K, D)
-        best = torch.einsum("bd,bkd->bk", e_right, e_cand).argmax(dim=1).cpu()  # (B,)
-        return cand[torch.arange(b), best]
+        """See :func:`stackgan.data.negatives.hard_wrong_captions`."""
+        return hard_wrong_captions(self, idx, caption_idx, emb, candidates, gen)
 
     def images_at(
         self,
