@@ -19,6 +19,7 @@ import numpy as np
 
 from stackgan.data import shapes
 from stackgan.data.io import DatasetError, read_pickle
+from stackgan.metrics.generation import GEN_BATCH, generate_images
 from stackgan.utils.images import to_uint8
 
 BORDER_FRAC = 0.04  # outer 4% of each side is read as background
@@ -137,20 +138,17 @@ def evaluate_sampler(
     split: str = "test",
     num: int = 0,
     seed: int = 0,
-    batch: int = 64,
+    batch: int = GEN_BATCH,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Generate one image per test caption with ``sampler`` and score it (final resolution)."""
-    from tqdm import tqdm
-
+    """Generate one image per test caption with ``sampler`` and score it (final resolution);
+    the images are those every metric draws (:mod:`stackgan.metrics.generation`)."""
     items = test_captions(data_root, split, num, seed)
     if not items:
         raise ValueError(f"no {split} captions naming the background under {data_root}")
     images: list[np.ndarray] = []
-    for s in tqdm(range(0, len(items), batch), desc="consistency", disable=not progress):
-        chunk = items[s : s + batch]
-        emb = sampler.encode_text([c for c, _, _ in chunk])
-        final = sampler.generate(emb, seed=seed + s)[-1]
+    caps = [c for c, _, _ in items]
+    for final in generate_images(sampler, caps, seed, batch, progress=progress, desc="consistency"):
         images.extend(to_uint8(final))
     result = score(images, [a for _, a, _ in items], [c for _, _, c in items])
     result.update(split=split, seed=seed, resolution=int(images[0].shape[0]))

@@ -23,7 +23,6 @@ import html
 import io
 import json
 import logging
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,14 +32,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from stackgan.data.shapes import is_shapes_root
 from stackgan.metrics import figures as F
 from stackgan.metrics.attributes import attribute_consistency
 from stackgan.metrics.base import MetricError
-from stackgan.metrics.consistency import score, test_captions
-from stackgan.metrics.features import extract_features, feature_network
-from stackgan.metrics.fid import fid_from_features
+from stackgan.metrics.consistency import score
+from stackgan.metrics.features import feature_network
 from stackgan.metrics.fid_inception import load_fid_weights, preprocess
+from stackgan.metrics.generation import GEN_BATCH
 from stackgan.metrics.inception_score import (
     PAPER_SPLITS,
     head_probabilities,
@@ -49,6 +47,7 @@ from stackgan.metrics.inception_score import (
 )
 from stackgan.metrics.r_precision import r_precision
 from stackgan.metrics.real import dataset_features
+from stackgan.metrics.registry import MetricOptions, calc_metric, metric_captions
 from stackgan.sampling import Text2ImageSampler
 from stackgan.text.trainable import TrainedTextEncoder
 from stackgan.utils.cache import atomic_write
@@ -59,7 +58,6 @@ logger = logging.getLogger(__name__)
 DIVERSITY_CAPTIONS = 20  # captions sampled several times for the diversity figure
 DIVERSITY_SAMPLES = 4  # samples per caption
 REPORT_CAPTIONS = 8  # captions shown stage by stage in the report
-GEN_BATCH = 50
 
 
 @dataclass
@@ -83,18 +81,6 @@ class EvalOptions:
     is_classifier: str = ""
     # a pytorch-fid / torch-fidelity pt_inception-2015-12-05 .pth for FID ("" : default_1.pt)
     fid_weights: str = ""
-
-
-def _captions(opts: EvalOptions, ds: Any) -> tuple[list[str], list[Any] | None]:
-    """One caption per test image (and the shapes attributes when the dataset has them)."""
-
-    root = Path(opts.data_root)
-    if is_shapes_root(root):
-        items = test_captions(root, opts.split, opts.num_samples, opts.seed)
-        return [c for c, _, _ in items], items
-    rng = random.Random(opts.seed)
-    caps = [rng.choice(c) for c in ds.image_captions()]
-    return caps[: opts.num_samples or None], None
 
 
 def _png_b64(img: np.ndarray) -> str:
@@ -122,29 +108,34 @@ def evaluate(
     classifier = UserClassifier(opts.is_classifier, opts.device) if opts.is_classifier else None
     size = sampler.resolution
 
-    # 1. real features (cached beside the dataset) and the captions to generate from
-    real, test_ds = dataset_features(opts.data_root, opts.split, size, net, progress=progress)
+    # 1. real features (cached beside the dataset) and the captions to generate from: the
+    # metric registry's, so training-time metrics measure the same thing
+    stage_rows: list[np.ndarray] = []
+
+    def keep_stages(stages: list[torch.Tensor]) -> None:
+        if len(stage_rows) < REPORT_CAPTIONS:
+            stage_rows.extend(_stage_tiles(stages, size)[: REPORT_CAPTIONS - len(stage_rows)])
+
+    mopts = MetricOptions(
+        sampler,
+        opts.data_root,
+        opts.split,
+        opts.num_samples,
+        opts.seed,
+        progress,
+        detector=net,
+        on_batch=keep_stages,
+    )
+    captions, items = metric_captions(mopts)
     train, train_ds = dataset_features(
         opts.data_root, "train", size, net, max_images=opts.max_train, progress=progress
     )
-    captions, items = _captions(opts, test_ds)
-    if len(captions) < 2:
-        raise MetricError(f"need at least 2 {opts.split} captions under {opts.data_root}")
 
-    # 2. generate one image per caption (all stages kept for the report's first rows)
-    emb = sampler.encode_text(captions)
-    finals: list[np.ndarray] = []
-    stage_rows: list[np.ndarray] = []
-
-    def batches() -> Any:
-        for s in range(0, len(captions), GEN_BATCH):
-            stages = sampler.generate(emb[s : s + GEN_BATCH], seed=opts.seed + s)
-            finals.extend(to_uint8(stages[-1]))
-            if len(stage_rows) < REPORT_CAPTIONS:
-                stage_rows.extend(_stage_tiles(stages, size)[: REPORT_CAPTIONS - len(stage_rows)])
-            yield stages[-1]
-
-    fake = extract_features(net, batches(), len(captions), progress, "inception generated")
+    # 2. generate one image per caption and measure FID (and, on shapes, consistency) through
+    # the registry; IS, R-precision and the figures reuse its images and features
+    fid = calc_metric("fid", mopts)
+    real, test_ds = mopts.cache["real"]
+    fake, finals = mopts.generated["features"], mopts.generated["images"]
 
     # 3. metrics
     res: dict[str, Any] = {
@@ -156,8 +147,8 @@ def evaluate(
         "num_real": len(real),
         "detector": getattr(net, "name", type(net).__name__),
         "seed": opts.seed,
+        **fid["results"],
     }
-    res[f"fid{len(captions)}"] = fid_from_features(real, fake)
     order = np.random.default_rng(opts.seed).permutation(len(fake))  # IS splits mix captions
     splits = min(PAPER_SPLITS, len(fake), len(real))  # 10 as the paper, fewer for tiny runs
     labels = train_ds.class_ids.numpy()
@@ -177,11 +168,13 @@ def evaluate(
     matcher = TrainedTextEncoder(opts.matcher) if opts.matcher else _own_matcher(sampler)
     if matcher is not None:
         res.update(_r_precision(matcher, captions, fake, real, test_ds, opts.seed))
+    # the diversity figure and the paper's figures use the first captions only
+    emb = sampler.encode_text(captions[: max(DIVERSITY_CAPTIONS, FIGURE_CAPTIONS)])
     res["diversity"] = _diversity(sampler, emb, net, opts.seed)
     res["diversity_ca_off"] = _diversity(sampler, emb, net, opts.seed, ca_noise=False)
     if items is not None:
         attrs, comp = [a for _, a, _ in items], [c for _, _, c in items]
-        res["consistency"] = score(finals, attrs, comp)
+        res["consistency"] = score(finals, attrs, comp)  # the registry's images, full detail
         res["attributes"] = attribute_consistency(finals, attrs, comp, opts.data_root, progress)
     res["seconds"] = round(time.time() - t0, 1)
 

@@ -216,7 +216,7 @@ def _fit(
     ``train.tick_iters``: stats, the sample grid, the metric, checkpoints and exports."""
     tc = cfg.train
     grid = SampleGrid(cfg, data.ds, data.emb, run_dir, rt.device)
-    monitor = MetricMonitor(cfg, rt.device, data.text_encoder) if tc.metric_ticks else None
+    monitor = MetricMonitor(cfg, rt.device, data.text_encoder, run_dir) if tc.metric_ticks else None
     if monitor is not None and state.metric_best is not None:
         # a resume must not replace model-best.safetensors with a worse model
         monitor.restore_best(state.metric_best)
@@ -402,7 +402,7 @@ def _tick(
     }
     if monitor is not None and monitor.active and (tick % tc.metric_ticks == 0 or done):
         with torch.random.fork_rng(devices=[]):  # resume stays bit-exact
-            metrics = monitor(state.g_ema)
+            metrics = monitor(state.g_ema, state.step)
         record.update({f"metric/{k}": v for k, v in metrics.items()})
         if metrics["is_best"]:
             export_generator(

@@ -1,29 +1,28 @@
 """Metrics during training, and the best model so far.
 
-Every ``train.metric_ticks`` ticks the EMA generator is scored on the first
+Every ``train.metric_ticks`` ticks the EMA generator is scored through the metric registry
+(:mod:`stackgan.metrics.registry`, the path ``stackgan eval`` takes too) on
 ``train.metric_samples`` test captions: text-image consistency on ``shapes`` (palette
-statistics, a second or two) and, with ``train.metric_fid``, a small-sample FID against the
-real test images (Inception, real features cached). The monitored score is FID when computed
-(lower is better), else the mean of the two consistency accuracies (higher is better); when it
-improves, the generator is exported as ``model-best.safetensors``. The same functions run in
-``stackgan eval``.
+statistics, a second or two) and, with ``train.metric_fid``, FID against the real test images
+(Inception, real features cached). Each result is appended to ``run_dir/metric-<name>.jsonl``.
+The monitored score is FID when computed (lower is better), else the mean of the two
+consistency accuracies (higher is better); when it improves, the generator is exported as
+``model-best.safetensors``.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from stackgan.config import ExperimentConfig
 from stackgan.data.shapes import is_shapes_root
-from stackgan.metrics.consistency import evaluate_sampler
-from stackgan.metrics.features import InceptionFeatures, extract_features
-from stackgan.metrics.fid import fid_from_features
-from stackgan.metrics.real import dataset_features
+from stackgan.metrics.features import InceptionFeatures
+from stackgan.metrics.registry import MetricOptions, calc_metric, report_metric
 from stackgan.sampling import Text2ImageSampler
 from stackgan.text.encoders import build_encoder
 
@@ -33,49 +32,68 @@ logger = logging.getLogger(__name__)
 class MetricMonitor:
     """Scores ``g_ema`` on test captions; remembers the best score."""
 
-    def __init__(self, cfg: ExperimentConfig, device: torch.device, encoder: Any = None) -> None:
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        device: torch.device,
+        encoder: Any = None,
+        run_dir: str | Path | None = None,
+    ) -> None:
         """``encoder``: the run's text encoder when it already has one (else built when first
-        needed, from ``cfg.text``)."""
+        needed, from ``cfg.text``); ``run_dir``: where the metric-<name>.jsonl files go."""
         self.cfg = cfg
         self.device = device
-
+        self.run_dir = Path(run_dir) if run_dir is not None else None
         self.shapes = is_shapes_root(cfg.data.root)
         self.best: float | None = None
         self._encoder: Any = encoder
-        self._net: Any = None
-        self._real: np.ndarray | None = None
-        self._captions: list[str] = []  # FID captions, drawn once with the real features
+        self._opts: MetricOptions | None = None
 
     @property
     def active(self) -> bool:
         return self.cfg.model.conditional and (self.shapes or self.cfg.train.metric_fid)
 
-    def _sampler(self, g_ema: nn.Module) -> Any:
-
-        if self._encoder is None:
-            self._encoder = build_encoder(
-                self.cfg.text.encoder,
-                device=self.device,
-                embeddings_file=self.cfg.text.embeddings_file,
+    def _options(self, g_ema: nn.Module) -> MetricOptions:
+        if self._opts is None:
+            if self._encoder is None:
+                self._encoder = build_encoder(
+                    self.cfg.text.encoder,
+                    device=self.device,
+                    embeddings_file=self.cfg.text.embeddings_file,
+                )
+            sampler = Text2ImageSampler(g_ema, self.cfg, self._encoder, self.device)
+            detector = InceptionFeatures(device=self.device) if self.cfg.train.metric_fid else None
+            self._opts = MetricOptions(
+                sampler,
+                self.cfg.data.root,
+                num_samples=self.cfg.train.metric_samples,
+                detector=detector,
             )
-        return Text2ImageSampler(g_ema, self.cfg, self._encoder, self.device)
+        self._opts.generated.clear()  # the weights moved since the last measurement
+        return self._opts
 
     @torch.no_grad()
-    def __call__(self, g_ema: nn.Module) -> dict[str, float]:
-        """Metrics of ``g_ema`` now, with ``score`` (higher is better) and ``is_best``."""
-
-        n, out, score = self.cfg.train.metric_samples, {}, 0.0
-        sampler = self._sampler(g_ema)
+    def __call__(self, g_ema: nn.Module, step: int = 0) -> dict[str, float]:
+        """Metrics of ``g_ema`` now, with ``is_best``; consistency names are kept short
+        (``consistency_object``) in ``stats.jsonl``, the files carry the sample count."""
+        opts = self._options(g_ema)
+        out: dict[str, float] = {}
+        score = 0.0
+        names = (["consistency"] if self.shapes else []) + (
+            ["fid"] if self.cfg.train.metric_fid else []
+        )
+        for name in names:
+            result = calc_metric(name, opts)
+            if self.run_dir is not None:
+                report_metric(result, self.run_dir, step=step)
+            n = result["num_samples"]
+            for k, v in result["results"].items():
+                out[k.replace(f"consistency{n}_", "consistency_")] = v
         if self.shapes:
-            res = evaluate_sampler(sampler, self.cfg.data.root, num=n, progress=False)
-            out["consistency_object"] = float(res["object_color_acc"])
-            out["consistency_background"] = float(res["background_acc"])
-            for size, acc in res["object_color_acc_by_size"].items():
-                out[f"consistency_object_{size}"] = float(acc)
             score = (out["consistency_object"] + out["consistency_background"]) / 2
         if self.cfg.train.metric_fid:
-            out[f"fid{n}"] = self._fid(sampler, n)
-            score = -out[f"fid{n}"]
+            fid_key = next(k for k in out if k.startswith("fid"))
+            score = -out[fid_key]
         out["is_best"] = float(self.best is None or score > self.best)
         if out["is_best"]:
             self.best = score
@@ -101,19 +119,3 @@ class MetricMonitor:
                 state.get("kind"),
                 self._kind(),
             )
-
-    def _fid(self, sampler: Any, n: int) -> float:
-
-        if self._net is None:
-            self._net = InceptionFeatures(device=self.device)
-            self._real, test_ds = dataset_features(
-                self.cfg.data.root, "test", sampler.resolution, self._net, progress=False
-            )
-            rng = np.random.default_rng(0)
-            firsts = [caps[0] for caps in test_ds.image_captions()]
-            self._captions = [firsts[i] for i in rng.permutation(len(test_ds))[:n]]
-        emb = sampler.encode_text(self._captions)
-        batches = (sampler.generate(emb[s : s + 50], seed=s)[-1] for s in range(0, len(emb), 50))
-        fake = extract_features(self._net, batches, len(emb), progress=False)
-        assert self._real is not None
-        return fid_from_features(self._real, fake)

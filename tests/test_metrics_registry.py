@@ -1,0 +1,72 @@
+"""metrics/registry.py: one metric path for training and `stackgan eval`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from stackgan.metrics.base import MetricError
+from stackgan.metrics.consistency import evaluate_sampler
+from stackgan.metrics.registry import (
+    MetricOptions,
+    calc_metric,
+    list_metrics,
+    metric_captions,
+    report_metric,
+)
+from stackgan.models.registry import build_generator
+from stackgan.sampling import Text2ImageSampler
+from stackgan.text.encoders import build_encoder
+from stackgan.train import train
+
+from .conftest import tiny_config
+from .test_metrics import _MeanColour
+
+
+@pytest.fixture(scope="module")
+def sampler(tiny_shapes):
+    cfg = tiny_config(tiny_shapes)
+    torch.manual_seed(0)
+    return Text2ImageSampler(build_generator(cfg), cfg, build_encoder("minilm"))
+
+
+def test_registry_consistency_is_what_stackgan_consistency_measures(sampler, tiny_shapes):
+    opts = MetricOptions(sampler, str(tiny_shapes), num_samples=6, seed=2)
+    result = calc_metric("consistency", opts)
+    judged = evaluate_sampler(sampler, tiny_shapes, num=6, seed=2, progress=False)
+    assert result["metric"] == "consistency" and result["num_samples"] == 6
+    assert result["results"]["consistency6_object"] == judged["object_color_acc"]
+    assert result["results"]["consistency6_background"] == judged["background_acc"]
+    assert {"fid", "consistency"} <= set(list_metrics())
+    with pytest.raises(MetricError, match="unknown metric"):
+        calc_metric("kid", opts)
+
+
+def test_fid_and_consistency_share_one_generation(sampler, tiny_shapes, tmp_path):
+    net = _MeanColour()
+    opts = MetricOptions(sampler, str(tiny_shapes), num_samples=5, seed=1, detector=net)
+    fid = calc_metric("fid", opts)["results"]["fid5"]
+    calls = net.calls
+    calc_metric("consistency", opts)  # reuses the images: no new generation, no new features
+    assert net.calls == calls and fid >= 0
+    opts.generated.clear()  # a new model: measured again, the same captions and noise
+    assert calc_metric("fid", opts)["results"]["fid5"] == pytest.approx(fid)
+    assert metric_captions(opts) is opts.cache["captions"]
+    report_metric(calc_metric("fid", opts), tmp_path, step=7)
+    (line,) = (tmp_path / "metric-fid.jsonl").read_text().splitlines()
+    assert json.loads(line)["step"] == 7 and "fid5" in json.loads(line)["results"]
+
+
+def test_training_writes_one_metric_file_per_metric(tiny_shapes, tmp_path):
+    cfg = tiny_config(
+        tiny_shapes, **{"train.total_iters": 2, "train.metric_ticks": 1, "train.metric_samples": 4}
+    )
+    train(cfg, tmp_path / "run")
+    lines = (tmp_path / "run" / "metric-consistency.jsonl").read_text().splitlines()
+    recs = [json.loads(x) for x in lines]
+    assert [r["step"] for r in recs] == [1, 2]
+    assert "consistency4_object" in recs[0]["results"] and recs[0]["num_samples"] == 4
+    stats = json.loads((tmp_path / "run" / "stats.jsonl").read_text().splitlines()[0])
+    assert stats["metric/consistency_object"] == recs[0]["results"]["consistency4_object"]
