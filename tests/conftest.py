@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch  # noqa: F401  (imported early so every test sees one torch)
+import torch
 
 from stackgan.config import ExperimentConfig, load_config
 from stackgan.data.shapes import write_dataset
@@ -58,3 +58,17 @@ def tiny_overrides(root: Path, stage: int = 1, **extra: object) -> list[str]:
 
 def tiny_config(root: Path, stage: int = 1, **extra: object) -> ExperimentConfig:
     return load_config(None, tiny_overrides(root, stage, **extra))
+
+
+class MeanColour(torch.nn.Module):
+    """A stand-in feature network: per-channel mean and std (6-d), counting its calls."""
+
+    name = "meancolour-test"
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return torch.cat([x.mean((2, 3)), x.std((2, 3))], 1)

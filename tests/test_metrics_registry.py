@@ -21,8 +21,7 @@ from stackgan.sampling import Text2ImageSampler
 from stackgan.text.encoders import build_encoder
 from stackgan.train import train
 
-from .conftest import tiny_config
-from .test_metrics import _MeanColour
+from .conftest import MeanColour, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +44,7 @@ def test_registry_consistency_is_what_stackgan_consistency_measures(sampler, tin
 
 
 def test_fid_and_consistency_share_one_generation(sampler, tiny_shapes, tmp_path):
-    net = _MeanColour()
+    net = MeanColour()
     opts = MetricOptions(sampler, str(tiny_shapes), num_samples=5, seed=1, detector=net)
     fid = calc_metric("fid", opts)["results"]["fid5"]
     calls = net.calls

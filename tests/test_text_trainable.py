@@ -205,9 +205,9 @@ def test_export_embeds_the_encoder_read_at_the_start_not_a_later_file(tiny_shape
 def test_text_encoder_evaluation_on_shapes(tiny_shapes, tmp_path):
     from stackgan.metrics.text_retrieval import evaluate_text_encoder
 
-    from .test_metrics import _MeanColour
+    from .conftest import MeanColour
 
-    net = _MeanColour()
+    net = MeanColour()
     res = evaluate_text_encoder(tiny_shapes, "random", net, progress=False)
     assert res["num_test"] > 0 and 0 <= res["r_precision"] <= 1 and res["top5"] >= res["top1"]
     from stackgan.metrics.real import dataset_features

@@ -149,22 +149,7 @@ def evaluate(
         "seed": opts.seed,
         **fid["results"],
     }
-    order = np.random.default_rng(opts.seed).permutation(len(fake))  # IS splits mix captions
-    splits = min(PAPER_SPLITS, len(fake), len(real))  # 10 as the paper, fewer for tiny runs
-    labels = train_ds.class_ids.numpy()
-    if classifier is not None:
-        probs = classifier.probabilities(np.stack(finals)[order])
-        res["is"], res["is_std"] = inception_score(probs, splits)
-        res["is_classifier"] = str(opts.is_classifier)
-        res["is_num_classes"] = int(probs.shape[1])
-    elif train_ds.has_classes and len(np.unique(labels)) > 1:
-        head = train_head(train, labels, seed=opts.seed)
-        probs = head_probabilities(head, fake[order])
-        res["is"], res["is_std"] = inception_score(probs, splits)
-        res["is_real"], _ = inception_score(head_probabilities(head, real), splits)
-        res["is_num_classes"] = len(np.unique(labels))
-    if "is" in res:
-        res["is_splits"] = splits
+    res.update(_inception_score(opts, classifier, finals, fake, real, train, train_ds))
     matcher = TrainedTextEncoder(opts.matcher) if opts.matcher else _own_matcher(sampler)
     if matcher is not None:
         res.update(_r_precision(matcher, captions, fake, real, test_ds, opts.seed))
@@ -192,6 +177,37 @@ def evaluate(
     history = Path(opts.history) if opts.history else out.parent / "eval-history.jsonl"
     with open(history, "a") as f:
         f.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **res}) + "\n")
+    return res
+
+
+def _inception_score(
+    opts: EvalOptions,
+    classifier: UserClassifier | None,
+    finals: list[np.ndarray],
+    fake: np.ndarray,
+    real: np.ndarray,
+    train: np.ndarray,
+    train_ds: Any,
+) -> dict[str, Any]:
+    """IS of the generated images under the user's classifier, or the dataset's pool3 head
+    (trained on the real training images) with the real test images' IS beside it."""
+    res: dict[str, Any] = {}
+    order = np.random.default_rng(opts.seed).permutation(len(fake))  # IS splits mix captions
+    splits = min(PAPER_SPLITS, len(fake), len(real))  # 10 as the paper, fewer for tiny runs
+    labels = train_ds.class_ids.numpy()
+    if classifier is not None:
+        probs = classifier.probabilities(np.stack(finals)[order])
+        res["is"], res["is_std"] = inception_score(probs, splits)
+        res["is_classifier"] = str(opts.is_classifier)
+        res["is_num_classes"] = int(probs.shape[1])
+    elif train_ds.has_classes and len(np.unique(labels)) > 1:
+        head = train_head(train, labels, seed=opts.seed)
+        probs = head_probabilities(head, fake[order])
+        res["is"], res["is_std"] = inception_score(probs, splits)
+        res["is_real"], _ = inception_score(head_probabilities(head, real), splits)
+        res["is_num_classes"] = len(np.unique(labels))
+    if "is" in res:
+        res["is_splits"] = splits
     return res
 
 

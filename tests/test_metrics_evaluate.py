@@ -1,0 +1,164 @@
+"""metrics/evaluate.py and `stackgan eval`: metrics.json, the report, the history."""
+
+import numpy as np
+import pytest
+import torch
+
+from stackgan.metrics.features import MetricError
+
+from .conftest import MeanColour
+
+
+def test_eval_writes_metrics_report_and_history(tiny_shapes, tmp_path):
+    """The whole eval pipeline on a tiny model (untrained, exported) and stand-in features."""
+    import json
+
+    from stackgan.checkpoint import export_generator
+    from stackgan.metrics.evaluate import EvalOptions, evaluate
+    from stackgan.models.registry import build_generator
+
+    from .conftest import tiny_config
+
+    cfg = tiny_config(tiny_shapes, stage=2)
+    model = tmp_path / "model.safetensors"
+    export_generator(model, build_generator(cfg).state_dict(), cfg)
+    out = tmp_path / "eval" / "run"
+    res = evaluate(
+        EvalOptions(str(tiny_shapes), str(out), str(model), num_samples=12),
+        extractor=MeanColour(),
+        progress=False,
+    )
+    assert res["resolution"] == 32 and res["num_samples"] >= 2
+    fid_key = f"fid{res['num_samples']}"
+    assert res[fid_key] > 0 and res["diversity"] >= 0
+    assert res["is"] >= 1.0 and 1.0 <= res["is_real"] <= res["is_num_classes"]
+    assert set(res["consistency"]) >= {"object_color_acc", "background_acc"}
+    attrs = res["attributes"]  # the learned per-attribute judge, with its real-image scale
+    for key in ("generated", "real_test"):
+        assert set(attrs[key]) == {"color", "background", "shape", "size", "position", "pattern"}
+        assert all(0 <= v <= 1 for v in attrs[key].values())
+    assert "r_precision" not in res  # no trained text-image model given
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved[fid_key] == res[fid_key]
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 8 and fid_key in page
+    from PIL import Image
+
+    for name in ("text-interpolation", "z-interpolation", "ca-on", "ca-off", "nearest-neighbours"):
+        assert (out / f"fig-{name}.png").exists(), name
+    with Image.open(out / "fig-nearest-neighbours.png") as im:  # rows of 1 + 5 images of 32 px
+        assert im.size[0] == 6 * 32 + 7 * 2
+    with Image.open(out / "fig-stages.png") as im:  # Stage-I | Stage-II per caption, at 32 px
+        assert im.size[0] == 2 * 32 and im.size[1] % 32 == 0 and im.size[1] >= 2 * 32
+    assert "<th>generated</th><td><table><tr><th>color</th>" in page  # nested results as tables
+    assert res["diversity_ca_off"] >= 0
+    evaluate(
+        EvalOptions(str(tiny_shapes), str(out), str(model), num_samples=12),
+        extractor=MeanColour(),
+        progress=False,
+    )
+    history = (tmp_path / "eval" / "eval-history.jsonl").read_text().splitlines()
+    assert len(history) == 2 and json.loads(history[1])["model"] == str(model)
+
+
+@pytest.mark.slow
+def test_eval_cli_with_the_real_inception_network(tiny_shapes, tmp_path):
+    """`stackgan eval` end to end on the real FID network (about a minute on 2 CPU cores)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from stackgan.checkpoint import export_generator
+    from stackgan.cli import main
+    from stackgan.models.registry import build_generator
+
+    from .conftest import tiny_config
+
+    pytest.importorskip("safetensors")
+    from stackgan.metrics.features import default_network_path
+
+    try:
+        default_network_path()
+    except MetricError as exc:
+        pytest.skip(str(exc))
+    cfg = tiny_config(tiny_shapes)
+    model = tmp_path / "m.safetensors"
+    export_generator(model, build_generator(cfg).state_dict(), cfg)
+    out = tmp_path / "ev"
+    args = ["eval", "--model", str(model), "--data", str(tiny_shapes), "--out", str(out)]
+    res = CliRunner().invoke(main, [*args, "--num-samples", "8"])
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["detector"].startswith("inception-") and metrics["fid8"] > 0
+
+
+def test_report_opens_in_headless_chromium(tiny_shapes, tmp_path):
+    """The report renders offline in Debian's chromium and all its inline images decode."""
+    from stackgan.checkpoint import export_generator
+    from stackgan.metrics.browser import check_report, find_chromium
+    from stackgan.metrics.evaluate import EvalOptions, evaluate
+    from stackgan.models.registry import build_generator
+
+    from .conftest import tiny_config
+
+    if find_chromium() is None:
+        pytest.skip("chromium is not installed (make test installs it where apt-get can)")
+    cfg = tiny_config(tiny_shapes, stage=2)
+    model = tmp_path / "model.safetensors"
+    export_generator(model, build_generator(cfg).state_dict(), cfg)
+    out = tmp_path / "ev"
+    evaluate(
+        EvalOptions(str(tiny_shapes), str(out), str(model), num_samples=12),
+        extractor=MeanColour(),
+        progress=False,
+    )
+    loaded, total = check_report(out / "report.html", out / "report.png")
+    assert total >= 3 and loaded == total
+    from PIL import Image
+
+    with Image.open(out / "report.png") as shot:
+        assert shot.size[0] == 1280
+        px = np.asarray(shot.convert("RGB"))
+    assert px.std() > 10  # rendered content, not a blank page
+
+
+def test_eval_r_precision_and_a_user_is_classifier(tiny_shapes, tmp_path):
+    """--matcher gives AttnGAN R-precision of the generated images (real images beside it);
+    --is-classifier replaces the pool3 head by the user's TorchScript classifier."""
+    from stackgan.checkpoint import export_generator
+    from stackgan.metrics.evaluate import EvalOptions, evaluate
+    from stackgan.models.registry import build_generator
+    from stackgan.text.trainable import SentenceEncoder, TextImageMatcher, save_matcher
+
+    from .conftest import tiny_config
+
+    cfg = tiny_config(tiny_shapes)
+    model = tmp_path / "model.safetensors"
+    export_generator(model, build_generator(cfg).state_dict(), cfg)
+    matcher = tmp_path / "matcher.safetensors"  # untrained, 6-d image side for _MeanColour
+    save_matcher(matcher, TextImageMatcher(SentenceEncoder(1000, 8, 8, 16), 6), {})
+
+    class Uniform(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.zeros(x.shape[0], 7)
+
+    clf = tmp_path / "clf.pt"
+    torch.jit.script(Uniform()).save(str(clf))
+    opts = EvalOptions(
+        str(tiny_shapes),
+        str(tmp_path / "ev"),
+        str(model),
+        num_samples=12,
+        matcher=str(matcher),
+        is_classifier=str(clf),
+    )
+    res = evaluate(opts, extractor=MeanColour(), progress=False)
+    assert 0 <= res["r_precision"] <= 1 and 0 <= res["r_precision_real"] <= 1
+    assert res["r_precision_model"] == str(matcher)
+    assert res["is"] == pytest.approx(1.0) and res["is_num_classes"] == 7  # uniform -> IS 1
+    assert "is_real" not in res
+    missing = EvalOptions(
+        str(tiny_shapes), str(tmp_path / "ev2"), str(model), is_classifier=str(tmp_path / "no.pt")
+    )
+    with pytest.raises(MetricError, match=r"no\.pt"):
+        evaluate(missing, extractor=MeanColour(), progress=False)
