@@ -23,18 +23,25 @@ install: $(STAMP)
 demo: install
 	$(BIN)/stackgan demo --out demo
 
-# One test opens an eval report in headless Chromium (Debian's package, nothing downloaded at
-# run time). Installed here when apt-get is there and we are root; otherwise that test skips.
+# Two tests open pages in headless Chromium (Debian's packages, nothing downloaded at run time):
+# the eval report (chromium) and the `stackgan serve` page (chromium-driver, driven by selenium).
+# Installed here when apt-get is there and we are root; otherwise those tests skip.
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
 	      >/dev/null 2>&1 || echo "note: could not install chromium; its test will skip"; \
 	  else echo "note: chromium is not installed; the report screenshot test will skip"; fi; }
+	@command -v chromedriver >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      chromium-driver) >/dev/null 2>&1 || \
+	      echo "note: could not install chromium-driver; the serve page test will skip"; \
+	  else echo "note: chromium-driver is not installed; the serve page test will skip"; fi; }
 
 test: install browser
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks research
+	$(BIN)/ruff format --check src tests benchmarks research
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
@@ -42,12 +49,12 @@ test-slow: install
 	$(BIN)/python -m pytest -m slow
 
 lint: install
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests benchmarks research
+	$(BIN)/ruff format --check src tests benchmarks research
 
 format: install
-	$(BIN)/ruff check --fix src tests
-	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests benchmarks research
+	$(BIN)/ruff format src tests benchmarks research
 
 typecheck: install
 	$(BIN)/mypy

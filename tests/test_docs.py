@@ -86,6 +86,8 @@ def test_documented_command_runs_as_written(where, words, monkeypatch):
         assert all(t in targets for t in words[1:]), words
     elif prog.startswith("python") and len(words) > 1 and words[1].endswith(".py"):
         assert (ROOT / words[1]).is_file(), words
+    elif prog.startswith("python") and words[1:2] == ["-m"] and words[2].startswith("research."):
+        assert (ROOT / (words[2].replace(".", "/") + ".py")).is_file(), words
     elif "pip" in prog or (prog.startswith("python") and "-m" in words):
         pass  # installs: exercised by `make` itself
     else:

@@ -6,7 +6,7 @@ for the right and the colour-swapped caption, per object size. If D soon rejects
 captions on small objects too, its architecture can see their colour and what it lacked in
 training were such negatives.
 
-    python benchmarks/d_colour_capacity.py runs/00018-.../checkpoint-latest.pt --steps 400
+    python -m research.d_colour_capacity runs/00018-.../checkpoint-latest.pt --steps 400
 
 Nothing is written: the checkpoint is read, never saved.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from d_text_attention import fixed_split, load_discriminator, swap_scores, swap_word
+from research.d_text_attention import fixed_split, load_discriminator, swap_scores, swap_word
 
 from stackgan.data import shapes
 from stackgan.data.cub import TextImageDataset

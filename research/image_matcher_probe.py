@@ -1,10 +1,10 @@
 """Does the image matcher of ``loss.match_weight`` read what D misses? Fit it on the `shapes`
 training pairs as a training run does (stackgan.train.matching), then, on held-out test images
 of solid objects, count how often the right caption scores above the same caption with the
-object's colour swapped, by object size (the question benchmarks/d_text_attention.py asks of a
+object's colour swapped, by object size (the question research/d_text_attention.py asks of a
 trained D).
 
-    python benchmarks/image_matcher_probe.py --data data/shapes \
+    python -m research.image_matcher_probe --data data/shapes \
         --encoder runs/text/shapes-text-b4k.safetensors --steps 300
 
 Prints one JSON line: fitting time and, per size, the number of images, the fraction ranked
@@ -19,7 +19,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from d_text_attention import fixed_split, probe_items
+from research.d_text_attention import fixed_split, probe_items
 
 from stackgan.augment import make_augment
 from stackgan.data.cub import TextImageDataset

@@ -5,7 +5,7 @@ often it shares the background and names another object colour: the only negativ
 check the object's colour, as the rest it can reject by the background (or they differ in
 shape only).
 
-    python benchmarks/hard_negatives.py --encoder shapes-text-b4k.safetensors --k 1 16 64
+    python -m research.hard_negatives --encoder shapes-text-b4k.safetensors --k 1 16 64
 
 Prints one JSON line per K: the share of negatives with the same background and another colour,
 the same background and the same colour, another background, and the same background and

@@ -4,8 +4,8 @@ the same noise vectors the colour gap between consecutive branch outputs (128 vs
 3-branch preset): mean squared difference of per-image colour means, and of the 3x3 colour
 covariances (the quantities of the paper's eq. 8). Real images at the two sizes give the floor.
 
-    python benchmarks/color_consistency_gap.py --iters 150          # ~25 min on a 2-core CPU
-    python benchmarks/color_consistency_gap.py --iters 2000 --device cuda
+    python -m research.color_consistency_gap --iters 150          # ~25 min on a 2-core CPU
+    python -m research.color_consistency_gap --iters 2000 --device cuda
 """
 
 from __future__ import annotations

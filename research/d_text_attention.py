@@ -4,7 +4,7 @@ swapped for another value (object colour, or background), by object size. A D th
 object's colour gives the colour-swapped caption a much lower score than the right one; a D that
 only matches the background does not.
 
-    python benchmarks/d_text_attention.py runs/00002-.../checkpoint-latest.pt [more.pt ...]
+    python -m research.d_text_attention runs/00002-.../checkpoint-latest.pt [more.pt ...]
 
 Prints one JSON line per checkpoint: mean sigmoid D(real, caption) for the right caption and for
 each swap, per object size (D in training mode, as it scores during training), and the R1 value

@@ -4,8 +4,8 @@ FID(real test, real train) must be far below FID(blurred test, train) and FID(no
 real test images under the dataset's pool3 head should approach the number of classes, and IS of
 noise should be near 1. Features are cached beside the dataset, so a second run is quick.
 
-    python benchmarks/metric_sanity.py --data data/shapes --max-train 2000
-    python benchmarks/metric_sanity.py --data ../shared/data/birds-cub50
+    python -m research.metric_sanity --data data/shapes --max-train 2000
+    python -m research.metric_sanity --data ../shared/data/birds-cub50
 """
 
 from __future__ import annotations
