@@ -56,6 +56,7 @@ from stackgan.data.io import (
 from stackgan.data.io import read_pickle as _read_pickle  # noqa: F401 (older name)
 from stackgan.data.layouts import read_index
 from stackgan.data.negatives import hard_wrong_captions, other_images
+from stackgan.data.packed import is_pack, read_pack
 
 CACHE_VERSION = 1
 
@@ -101,27 +102,40 @@ class TextImageDataset:
         self.random_flip = random_flip
         self.load_size = round(img_size * LOAD_RATIO) if random_crop else img_size
 
-        index = read_index(self.root, split, layout, max_images)
-        self.keys: list[str] = index.keys
-        self.image_paths = index.image_paths
-        classes = index.class_ids
+        packed = None
+        if is_pack(self.root):  # one file from `stackgan data pack`: no folder, no decoding
+            packed = read_pack(self.root, split, self.load_size, max_images, progress)
+            if packed.bbox_crop and not bbox_crop:
+                raise DatasetError(
+                    f"{self.root} was packed with bounding-box crops; data.bbox_crop is false "
+                    "(repack with --no-bbox-crop)"
+                )
+            keys, all_caps, classes = packed.keys, packed.captions, packed.class_ids
+            self.image_paths = [self.root / k for k in keys]  # (inside the pack)
+            self.bboxes: dict[str, tuple[float, float, float, float]] = {}
+        else:
+            index = read_index(self.root, split, layout, max_images)
+            keys, all_caps, classes = index.keys, index.captions, index.class_ids
+            self.image_paths = index.image_paths
+            self.bboxes = index.bboxes if bbox_crop else {}
+        self.keys: list[str] = keys
         self.class_ids = torch.tensor(classes if classes is not None else range(len(self.keys)))
         self.has_classes = classes is not None
 
         # Captions: a flat list with per-image offsets, so any number per image works.
         self.captions: list[str] = []
         offsets, counts = [], []
-        for caps in index.captions:
+        for caps in all_caps:
             offsets.append(len(self.captions))
             counts.append(len(caps))
             self.captions.extend(caps)
         self.caption_offsets = torch.tensor(offsets)
         self.caption_counts = torch.tensor(counts)
 
-        self.bboxes = index.bboxes if bbox_crop else {}
-        self.bbox_crop = bool(self.bboxes)
+        self.bbox_crop = packed.bbox_crop if packed is not None else bool(self.bboxes)
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(self.root)
-        self.images = torch.from_numpy(self._load_images(progress))  # (N, L, L, 3) uint8
+        images = packed.images if packed is not None else self._load_images(progress)
+        self.images = torch.from_numpy(images)  # (N, L, L, 3) uint8
 
     # ------------------------------------------------------------------------------------------
     def _cache_path(self) -> Path:

@@ -167,9 +167,15 @@ def default_cache_dir(root: Path) -> Path:
     even for root, who could write into it anyway."""
     env = os.environ.get("STACKGAN_CACHE")
     digest = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:10]
-    writable = os.access(root, os.W_OK) and bool(root.stat().st_mode & 0o222)
-    if not env and writable:
-        return root / ".stackgan-cache"
+    if root.is_file():  # a packed dataset: the cache goes beside it, one folder per pack
+        folder = root.parent
+        writable = os.access(folder, os.W_OK) and bool(folder.stat().st_mode & 0o222)
+        if not env and writable:
+            return folder / ".stackgan-cache" / f"{root.name}-{digest}"
+    else:
+        writable = os.access(root, os.W_OK) and bool(root.stat().st_mode & 0o222)
+        if not env and writable:
+            return root / ".stackgan-cache"
     base = Path(env) if env else Path.home() / ".cache" / "stackgan"
     return base / f"{root.name}-{digest}"
 
