@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from research.d_text_attention import fixed_split, load_discriminator, swap_scores, swap_word
 
+from research.d_text_attention import fixed_split, load_discriminator, swap_scores, swap_word
 from stackgan.data import shapes
 from stackgan.data.cub import TextImageDataset
 from stackgan.models.discriminator import Discriminator

@@ -19,8 +19,8 @@ import time
 
 import torch
 import torch.nn.functional as F
-from research.d_text_attention import fixed_split, probe_items
 
+from research.d_text_attention import fixed_split, probe_items
 from stackgan.augment import make_augment
 from stackgan.data.cub import TextImageDataset
 from stackgan.text.encoders import build_encoder, dataset_embeddings

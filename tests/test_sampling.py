@@ -102,3 +102,22 @@ def test_sampler_call_takes_generators_latents_noise_and_output_types():
         sampler(caps, output_type="jpeg")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="not both"):
         sampler(caps, text_emb=emb)
+
+
+def test_bundled_models_by_name(tmp_path):
+    from click.testing import CliRunner
+
+    from stackgan.checkpoint import CheckpointError
+    from stackgan.cli import main
+    from stackgan.pretrained import PRETRAINED, resolve_model
+
+    assert resolve_model("shapes") == resolve_model(None) == default_model_path()
+    assert Text2ImageSampler.from_pretrained("shapes").resolution == 256
+    with pytest.raises(CheckpointError, match="unknown model 'birds': bundled models are shapes"):
+        Text2ImageSampler.from_pretrained("birds")
+    # an existing file of that name wins over the bundled one
+    (tmp_path / "shapes").write_bytes(b"x")
+    assert resolve_model(tmp_path / "shapes") == tmp_path / "shapes"
+    r = CliRunner().invoke(main, ["models"])
+    assert r.exit_code == 0 and all(name in r.output for name in PRETRAINED)
+    assert "docs/models/shapes-v1.md" in r.output

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,12 +19,13 @@ from torch import nn
 from stackgan.checkpoint import CheckpointError, embedded_text_encoder, load_export
 from stackgan.config import ExperimentConfig
 from stackgan.models.registry import build_generator, output_size
+from stackgan.pretrained import DEFAULT_MODEL, PRETRAINED, resolve_model
 from stackgan.text.base import TextEncoder, check_captions
 from stackgan.text.encoders import build_encoder
 from stackgan.utils.images import to_uint8
 from stackgan.utils.runtime import resolve_device
 
-BUNDLED_MODEL = "shapes-v1.safetensors"
+BUNDLED_MODEL = PRETRAINED[DEFAULT_MODEL].file
 SAMPLE_CHUNK = 32  # images per generator call: bounds memory for long caption lists
 OutputType = Literal["pil", "np", "pt"]
 OUTPUT_TYPES = ("pil", "np", "pt")
@@ -33,7 +33,7 @@ OUTPUT_TYPES = ("pil", "np", "pt")
 
 def default_model_path() -> Path:
     """Path of the bundled default model (StackGAN v1 trained on ``shapes``)."""
-    return Path(str(resources.files("stackgan") / "assets" / BUNDLED_MODEL))
+    return PRETRAINED[DEFAULT_MODEL].path
 
 
 @dataclass
@@ -77,11 +77,12 @@ class Text2ImageSampler:
         """Load an export written by ``stackgan export`` or ``train`` (``model.safetensors``).
 
         Args:
-            path: the ``.safetensors`` file; None for the bundled ``shapes`` model.
+            path: the ``.safetensors`` file, or a bundled model's name (``"shapes"``;
+                :mod:`stackgan.pretrained`); None for the default bundled model.
             device: where to run; fp32 throughout.
         """
         device = resolve_device(device)  # a bad name fails here, before any loading
-        path = Path(path) if path is not None else default_model_path()
+        path = resolve_model(path)
         state, cfg = load_export(path)
         generator = build_generator(cfg)
         try:

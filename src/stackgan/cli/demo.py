@@ -34,7 +34,7 @@ DEMO_IMAGES = 600  # a small shapes set: enough test captions, quick to render a
     "--model",
     default=None,
     type=click.Path(dir_okay=False),
-    help="Inference export to show. Default: the bundled shapes model.",
+    help="A bundled model's name or an inference export to show. Default: shapes.",
 )
 @click.option("--num-captions", default=24, show_default=True, help="Captions in the gallery.")
 @click.option(

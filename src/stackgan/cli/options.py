@@ -12,7 +12,7 @@ model_option = click.option(
     "--model",
     default=None,
     type=click.Path(dir_okay=False),
-    help="Inference export. Default: the bundled shapes model.",
+    help="A bundled model's name (stackgan models) or an inference export. Default: shapes.",
 )
 
 _F = TypeVar("_F", bound=Callable[..., Any])

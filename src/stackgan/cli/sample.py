@@ -29,7 +29,8 @@ import click
     "--model",
     default=None,
     type=click.Path(dir_okay=False),
-    help="Inference export (.safetensors). Default: the bundled shapes model.",
+    help="A bundled model's name (stackgan models) or an inference export (.safetensors). "
+    "Default: shapes.",
 )
 @click.option("--seed", default=0, show_default=True, help="Random seed for z and CA noise.")
 @click.option(
