@@ -307,3 +307,25 @@ def test_each_run_logs_to_its_own_folder(tiny_shapes, tmp_path):
     train(tiny_config(tiny_shapes), tmp_path / "b")
     for run in ("a", "b"):
         assert "step 1" in (tmp_path / run / "log.txt").read_text()
+
+
+def test_fp16_trains_with_a_loss_scaler_per_optimiser_and_resumes_it(tiny_shapes, tmp_path):
+    from stackgan.utils.runtime import amp_dtype, grad_scaler
+
+    cpu = torch.device("cpu")
+    assert amp_dtype(cpu, "auto") is None  # fp32: what measured fastest on the CPU
+    assert amp_dtype(cpu, "bf16") == torch.bfloat16 and grad_scaler(cpu, "bf16") is None
+    assert grad_scaler(cpu, "fp16") is not None
+    cfg = tiny_config(tiny_shapes, **{"train.amp": "fp16", "train.total_iters": 2})
+    train(cfg, tmp_path / "run")
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoint-latest.pt")
+    scalers = ckpt["scaler"]
+    assert scalers["generator"]["scale"] > 0 and len(scalers["discriminators"]) == 1
+    ckpt["scaler"]["generator"]["scale"] = 1024.0  # a resume takes the scale it left with
+    torch.save(ckpt, tmp_path / "run" / "checkpoint-latest.pt")
+    more = tiny_config(tiny_shapes, **{"train.amp": "fp16", "train.total_iters": 3})
+    train(more, tmp_path / "run", resume=tmp_path / "run" / "checkpoint-latest.pt")
+    again = load_checkpoint(tmp_path / "run" / "checkpoint-latest.pt")
+    assert again["step"] == 3 and again["scaler"]["generator"]["scale"] in (512.0, 1024.0, 2048.0)
+    plain = load_checkpoint(tmp_path / "run" / "checkpoint-previous.pt")
+    assert plain["scaler"]["generator"]  # fp16 checkpoints carry their scalers

@@ -257,7 +257,9 @@ class TrainConfig:
     ema_decay: float = 0.0  # g_ema = decay * g_ema + (1 - decay) * G; 0 keeps a plain copy
     seed: int = 0
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
-    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"  # auto: bf16 where supported
+    # auto: what measured fastest: fp32 on the CPU, bf16 on GPUs that have it, else fp16 (with a
+    # loss scaler per optimiser; stackgan.utils.runtime.amp_dtype)
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     channels_last: bool = True
     num_grid_captions: int = 8
     progress: bool = True

@@ -188,7 +188,7 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
 
     # 3. Networks and phases: one D phase per discriminator, then G, each with its optimiser -----
     generator, discriminators, g_ema = build_networks(cfg, device, fmt)
-    state = build_state(cfg, generator, g_ema, discriminators)
+    state = build_state(cfg, generator, g_ema, discriminators, device)
 
     # 4. Resume, or start from another run's weights ---------------------------------------------
     if resume is not None:
@@ -328,6 +328,7 @@ def _iteration(
             autocast=rt.autocast,
             augment=rt.augment,
             r1_gamma=r1_gamma,
+            scaler=ph.scaler,
         )
         suffix = f"_{i}" if len(state.d_phases) > 1 else ""
         stats.update({f"{k}{suffix}": v for k, v in d_stats.items()})
@@ -365,6 +366,7 @@ def _g_phase(
             augment=rt.augment,
             matcher=matcher,
             match_weight=cfg.loss.match_weight,
+            scaler=state.g_phase.scaler,
         )
     finally:
         for ph in state.d_phases:

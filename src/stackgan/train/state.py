@@ -26,7 +26,7 @@ from stackgan.checkpoint import (
 )
 from stackgan.config import ConfigError, ExperimentConfig
 from stackgan.models.discriminator import Discriminator
-from stackgan.utils.runtime import rng_state, set_rng_state
+from stackgan.utils.runtime import grad_scaler, rng_state, set_rng_state
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ class Phase:
     module: nn.Module
     opt: torch.optim.Optimizer
     interval: int = 1
+    scaler: torch.amp.GradScaler | None = None  # fp16 only: its own loss scale per optimiser
 
 
 @dataclass
@@ -79,14 +80,23 @@ def build_state(
     generator: nn.Module,
     g_ema: nn.Module,
     discriminators: list[Discriminator],
+    device: torch.device | None = None,
 ) -> TrainState:
     """Adam for G (its trainable parameters: a v1 Stage-II's Stage-I stays frozen) and one per
-    discriminator, as the reference code; the data stream seeded by ``train.seed``."""
+    discriminator, as the reference code, each with a loss scaler in fp16; the data stream
+    seeded by ``train.seed``."""
     oc = cfg.optim
+    dev = device if device is not None else torch.device("cpu")
     g_params = [p for p in generator.parameters() if p.requires_grad]
-    g_phase = Phase("G", generator, torch.optim.Adam(g_params, lr=oc.g_lr, betas=oc.betas))
+    g_opt = torch.optim.Adam(g_params, lr=oc.g_lr, betas=oc.betas)
+    g_phase = Phase("G", generator, g_opt, scaler=grad_scaler(dev, cfg.train.amp))
     d_phases = [
-        Phase(f"D{i}", d, torch.optim.Adam(d.parameters(), lr=oc.d_lr, betas=oc.betas))
+        Phase(
+            f"D{i}",
+            d,
+            torch.optim.Adam(d.parameters(), lr=oc.d_lr, betas=oc.betas),
+            scaler=grad_scaler(dev, cfg.train.amp),
+        )
         for i, d in enumerate(discriminators)
     ]
     data_gen = torch.Generator().manual_seed(cfg.train.seed)
@@ -108,6 +118,10 @@ def save_state(path: Path, cfg: ExperimentConfig, state: TrainState) -> None:
             "discriminators": [p.opt.state_dict() for p in state.d_phases],
         },
         rng={**rng_state(), "data": state.data_gen.get_state()},
+        scaler={
+            "generator": _scaler_state(state.g_phase),
+            "discriminators": [_scaler_state(p) for p in state.d_phases],
+        },
         metric_best=state.metric_best,
         train_seconds=state.train_seconds,
     )
@@ -129,6 +143,14 @@ def restore_state(path: Path, cfg: ExperimentConfig, state: TrainState) -> Path:
     state.g_phase.opt.load_state_dict(ckpt["optimizers"]["generator"])
     for ph, o_state in zip(state.d_phases, ckpt["optimizers"]["discriminators"], strict=True):
         ph.opt.load_state_dict(o_state)
+    scalers = ckpt.get("scaler") or {}
+    for ph, sc in zip(
+        [state.g_phase, *state.d_phases],
+        [scalers.get("generator"), *scalers.get("discriminators", [None] * len(state.d_phases))],
+        strict=True,
+    ):
+        if ph.scaler is not None and sc:
+            ph.scaler.load_state_dict(sc)
     set_rng_state(ckpt["rng"])
     if ckpt["rng"].get("data") is not None:
         state.data_gen.set_state(ckpt["rng"]["data"])
@@ -137,6 +159,10 @@ def restore_state(path: Path, cfg: ExperimentConfig, state: TrainState) -> Path:
     state.step = int(ckpt["step"])
     logger.info("resumed from %s at iteration %d", used, state.step)
     return used
+
+
+def _scaler_state(phase: Phase) -> dict[str, Any]:
+    return phase.scaler.state_dict() if phase.scaler is not None else {}
 
 
 def _load_resume(path: Path) -> tuple[dict[str, Any], Path]:

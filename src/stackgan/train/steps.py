@@ -45,6 +45,7 @@ def d_step(
     autocast: Autocast = _no_autocast,
     augment: Augment | None = None,
     r1_gamma: float = 0.0,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> dict[str, float]:
     """Update D on (real, text), (real, wrong text) and (fake, text).
 
@@ -55,6 +56,7 @@ def d_step(
         augment: applied to both images before D sees them (``loss.augment``).
         r1_gamma: when > 0, adds ``r1_gamma / 2 * r1_penalty`` (see :func:`r1_penalty`); the
             loop passes the lazily scaled gamma on regularisation steps and 0 otherwise.
+        scaler: the loss scaler of fp16 training (None otherwise).
     """
     aug = augment or _identity
     optimizer.zero_grad(set_to_none=True)
@@ -81,12 +83,26 @@ def d_step(
     out = {k: float(v) for k, v in terms.items()}
     out["d_loss"] = float(loss.detach())
     if r1_gamma > 0:
-        r1 = r1_penalty(discriminator, aug(real), text, autocast)
+        scale = float(scaler.get_scale()) if scaler is not None else 1.0
+        r1 = r1_penalty(discriminator, aug(real), text, autocast, scale)
         loss = loss + 0.5 * r1_gamma * r1
         out["r1"] = float(r1.detach())
-    loss.backward()
-    optimizer.step()
+    _backward_step(loss, optimizer, scaler)
     return out
+
+
+def _backward_step(
+    loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None
+) -> None:
+    """backward and step, through the loss scaler in fp16 (which skips a step whose gradients
+    overflowed and lowers its scale)."""
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+        return
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
 
 
 def r1_penalty(
@@ -94,10 +110,13 @@ def r1_penalty(
     real: torch.Tensor,
     text: torch.Tensor | None,
     autocast: Autocast = _no_autocast,
+    scale: float = 1.0,
 ) -> torch.Tensor:
     """Mean over the batch of ||d s / d x||^2 (+ ||d s / d t||^2 for a conditional D), where s is
     D's score of the real pair: its conditional logit for (x, t), plus the unconditional logit
-    when D has that head. Differentiable (``create_graph``), so it can be minimised."""
+    when D has that head. Differentiable (``create_graph``), so it can be minimised. In fp16,
+    ``scale`` is the loss scaler's: the gradients are taken of the scaled score (so they do not
+    underflow) and unscaled before use (PyTorch's AMP recipe for gradient penalties)."""
     x = real.detach().requires_grad_(True)
     inputs = [x]
     with autocast():
@@ -110,7 +129,9 @@ def r1_penalty(
         u = discriminator.uncond_logits(code)
         if u is not None:
             score = score + u.float()
-    grads = torch.autograd.grad(score.sum(), inputs, create_graph=True)
+    grads = torch.autograd.grad(score.sum() * scale, inputs, create_graph=True)
+    if scale != 1.0:
+        grads = tuple(g / scale for g in grads)
     start = torch.zeros(len(x), device=x.device)
     return sum((g.float().square().flatten(1).sum(1) for g in grads), start).mean()
 
@@ -130,6 +151,7 @@ def g_step(
     augment: Augment | None = None,
     matcher: nn.Module | None = None,
     match_weight: float = 0.0,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> dict[str, float]:
     """Update G to fool every discriminator at its scale, plus lambda * KL of its Conditioning
     Augmentation and, when ``color_weight > 0``, colour consistency between consecutive scales
@@ -184,7 +206,6 @@ def g_step(
         )
         loss = loss + kl_weight * kl
         res["kl"] = float(kl.detach())
-    loss.backward()
-    optimizer.step()
+    _backward_step(loss, optimizer, scaler)
     res["g_loss"] = float(loss.detach())
     return res
