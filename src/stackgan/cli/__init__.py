@@ -17,7 +17,9 @@ from stackgan.cli.data import data
 from stackgan.cli.demo import demo
 from stackgan.cli.evaluate import consistency, eval_cmd
 from stackgan.cli.export import export
+from stackgan.cli.models import models
 from stackgan.cli.sample import sample
+from stackgan.cli.serve import serve
 from stackgan.cli.text_encoder import text_encoder
 from stackgan.cli.train import train
 
@@ -59,7 +61,18 @@ def main(verbose: bool) -> None:
     _setup_console_logging(verbose)
 
 
-for _command in (train, sample, export, data, consistency, eval_cmd, text_encoder, demo):
+for _command in (
+    train,
+    sample,
+    export,
+    data,
+    consistency,
+    eval_cmd,
+    text_encoder,
+    demo,
+    serve,
+    models,
+):
     main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,145 @@
+"""The models a server holds: loaded once at start-up, with what the API says about them.
+
+``shapes`` names the bundled model; any other name is the path of an export (``.safetensors``,
+written by ``stackgan export`` or ``train``), served under its file stem.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stackgan.sampling import Text2ImageSampler, default_model_path
+from stackgan.serve.batching import GenRequest, generate_batch
+
+logger = logging.getLogger(__name__)
+
+BUNDLED_NAME = "shapes"
+
+# Captions in each dataset's own words, for the web page's examples. `shapes` adds captions
+# drawn by its own caption generator (stackgan.data.shapes), so they stay in its vocabulary.
+EXAMPLES: dict[str, list[str]] = {
+    "shapes": [
+        "a big red star on a sky blue background",
+        "a tiny violet circle on the left, on a beige background",
+    ],
+    "birds": [
+        "this bird is red with white and has a very short beak",
+        "a small yellow bird with black wings and a short pointed beak",
+        "this bird has a white belly, brown wings and a long tail",
+    ],
+    "flowers": [
+        "this flower has petals that are yellow with red lines",
+        "the petals of this flower are pink with a yellow center",
+    ],
+}
+
+
+@dataclass
+class ModelEntry:
+    """A loaded model and its description.
+
+    Attributes:
+        name: the name requests use.
+        sampler: the loaded sampler (the only thing that makes images).
+        source: ``bundled`` or the export's file name.
+        examples: example captions from the model's dataset (empty for an unconditional model).
+        stage_sizes: each stage's resolution, lowest first.
+    """
+
+    name: str
+    sampler: Text2ImageSampler
+    source: str
+    examples: list[str] = field(default_factory=list)
+    stage_sizes: list[int] = field(default_factory=list)
+
+    def describe(self) -> dict[str, Any]:
+        """What ``GET /v1/models`` says about this model."""
+        cfg = self.sampler.cfg
+        return {
+            "name": self.name,
+            "source": self.source,
+            "resolution": self.sampler.resolution,
+            "stages": self.stage_sizes,
+            "dataset": cfg.data.name,
+            "text_encoder": cfg.text.encoder if self.sampler.conditional else None,
+            "version": cfg.model.version,
+            "conditional": self.sampler.conditional,
+            "examples": self.examples,
+        }
+
+
+def example_captions(dataset: str, num: int = 6) -> list[str]:
+    """Example captions for a model trained on ``dataset`` (may be empty)."""
+    out = list(EXAMPLES.get(dataset, []))
+    if dataset == "shapes":
+        from stackgan.data import shapes
+
+        rng = random.Random(3)  # fixed: the page shows the same examples every time
+        while len(out) < num:
+            text = shapes.caption(shapes.sample_attributes(rng), rng)
+            if len(text) <= 80 and text not in out:  # short ones fit the page's buttons
+                out.append(text)
+    return out[:num]
+
+
+def model_name(spec: str) -> str:
+    """The name a ``--model`` value is served under."""
+    return BUNDLED_NAME if spec == BUNDLED_NAME else Path(spec).stem
+
+
+def load_model(spec: str, device: str = "cpu") -> ModelEntry:
+    """Load one model (``shapes`` or an export path) and warm it up with one image.
+
+    Raises:
+        FileNotFoundError: no such export file.
+        CheckpointError: the file is not a usable export.
+    """
+    if spec == BUNDLED_NAME:
+        sampler = Text2ImageSampler.from_pretrained(None, device=device)
+        source = f"bundled ({default_model_path().name})"
+    else:
+        path = Path(spec)
+        if not path.is_file():
+            raise FileNotFoundError(f"--model {spec}: no such file (give 'shapes' or an export)")
+        sampler = Text2ImageSampler.from_pretrained(path, device=device)
+        source = path.name
+    examples = example_captions(sampler.cfg.data.name) if sampler.conditional else []
+    # one image at start-up: the first request is not the one that pays for the warm-up, and
+    # the stage resolutions are read off a real output
+    warm = GenRequest(
+        [examples[0] if examples else "a photo"] if sampler.conditional else None, 1, 0
+    )
+    (out,) = generate_batch(sampler, [warm])
+    sizes = [int(s.shape[1]) for s in out.stage_images]
+    return ModelEntry(model_name(spec), sampler, source, examples, sizes)
+
+
+def load_models(specs: Sequence[str], device: str = "cpu") -> dict[str, ModelEntry]:
+    """Load every ``--model`` once, in order (the first is the default).
+
+    Raises:
+        ValueError: no model, or two models with the same name.
+    """
+    if not specs:
+        raise ValueError("no model given")
+    names = [model_name(s) for s in specs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"two --model values have the same name: {', '.join(dup)}")
+    out: dict[str, ModelEntry] = {}
+    for spec in specs:
+        entry = load_model(spec, device)
+        logger.info(
+            "model %s: %s, %d px, dataset %s",
+            entry.name,
+            entry.source,
+            entry.sampler.resolution,
+            entry.sampler.cfg.data.name,
+        )
+        out[entry.name] = entry
+    return out
