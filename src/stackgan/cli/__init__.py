@@ -1,5 +1,5 @@
 """The ``stackgan`` command line: train | sample | export | data | eval | consistency |
-text-encoder | demo.
+text-encoder | models | demo | serve.
 
 One module per command, each a thin layer over a library function; this module holds the group,
 its error handling and console logging.
