@@ -406,7 +406,12 @@ def test_sample_streams_in_batches_with_a_capped_grid(tiny_run, tmp_path):
     parts = list(sampler.stream(caps, seed=3, num_images=2, batch_size=3))
     assert [len(p.images) for p in parts] == [3, 3, 3, 1]
     streamed = [im for p in parts for im in p.images]
-    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(whole.images, streamed))
+    # the same noise in any chunking; the CPU's kernels, chosen by batch size, may move a pixel
+    # by one level of 255
+    assert all(
+        np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).max() <= 1
+        for a, b in zip(whole.images, streamed)
+    )
     capfile = tmp_path / "caps.txt"
     capfile.write_text("\n".join(caps) + "\n")
     out = tmp_path / "o"
