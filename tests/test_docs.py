@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
 import click
@@ -86,6 +87,10 @@ def test_documented_command_runs_as_written(where, words, monkeypatch):
         assert all(t in targets for t in words[1:]), words
     elif prog.startswith("python") and len(words) > 1 and words[1].endswith(".py"):
         assert (ROOT / words[1]).is_file(), words
+    elif prog == "bash" and len(words) > 1:  # a project script: it exists and parses
+        script = ROOT / words[1]
+        assert script.is_file(), words
+        assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
     elif prog.startswith("python") and words[1:2] == ["-m"] and words[2].startswith("research."):
         assert (ROOT / (words[2].replace(".", "/") + ".py")).is_file(), words
     elif "pip" in prog or (prog.startswith("python") and "-m" in words):
