@@ -40,8 +40,8 @@ browser:
 	  else echo "note: chromium-driver is not installed; the serve page test will skip"; fi; }
 
 test: install browser
-	$(BIN)/ruff check src tests benchmarks research
-	$(BIN)/ruff format --check src tests benchmarks research
+	$(BIN)/ruff check src tests benchmarks research scripts
+	$(BIN)/ruff format --check src tests benchmarks research scripts
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
@@ -49,12 +49,12 @@ test-slow: install
 	$(BIN)/python -m pytest -m slow
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks research
-	$(BIN)/ruff format --check src tests benchmarks research
+	$(BIN)/ruff check src tests benchmarks research scripts
+	$(BIN)/ruff format --check src tests benchmarks research scripts
 
 format: install
-	$(BIN)/ruff check --fix src tests benchmarks research
-	$(BIN)/ruff format src tests benchmarks research
+	$(BIN)/ruff check --fix src tests benchmarks research scripts
+	$(BIN)/ruff format src tests benchmarks research scripts
 
 typecheck: install
 	$(BIN)/mypy
