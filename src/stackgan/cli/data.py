@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from stackgan.cli.options import layout_option
+
 
 @click.group()
 def data() -> None:
@@ -44,13 +46,7 @@ def data_shapes(out: str, num: int, seed: int, size: str, overwrite: bool) -> No
 
 @data.command("check")
 @click.argument("root", type=click.Path(file_okay=False))
-@click.option(
-    "--layout",
-    default="auto",
-    show_default=True,
-    type=click.Choice(["auto", "cub", "flowers", "coco", "folder"]),
-    help="Dataset layout; auto detects it from the folder.",
-)
+@layout_option
 @click.option("--max-problems", default=50, show_default=True, help="Problems listed per split.")
 def data_check(root: str, layout: str, max_problems: int) -> None:
     """Report missing, unreadable or uncaptioned images of a dataset folder, by path.
@@ -109,13 +105,7 @@ def data_check(root: str, layout: str, max_problems: int) -> None:
     help="raw: exact uint8 pixels; png: lossless, smaller; jpeg: lossy, smallest.",
 )
 @click.option("--quality", default=90, show_default=True, help="JPEG quality.")
-@click.option(
-    "--layout",
-    default="auto",
-    show_default=True,
-    type=click.Choice(["auto", "cub", "flowers", "coco", "folder"]),
-    help="Dataset layout; auto detects it from the folder.",
-)
+@layout_option
 @click.option("--no-bbox-crop", is_flag=True, help="Store whole images, not bounding-box crops.")
 def data_pack(
     root: str,

@@ -7,18 +7,12 @@ from pathlib import Path
 
 import click
 
-from stackgan.cli.options import model_option, optional_file
+from stackgan.cli.options import data_option, model_option, optional_file
 
 
 @click.command()
 @model_option
-@click.option(
-    "--data",
-    "data_root",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="A shapes dataset folder (stackgan data shapes).",
-)
+@data_option("A shapes dataset folder (stackgan data shapes).")
 @click.option("--split", default="test", show_default=True)
 @click.option("--num", default=0, show_default=True, help="Use the first N captions (0 = all).")
 @click.option("--seed", default=0, show_default=True)
@@ -54,13 +48,7 @@ def consistency(
 
 @click.command("eval")
 @model_option
-@click.option(
-    "--data",
-    "data_root",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Dataset folder (its test split is the reference).",
-)
+@data_option("Dataset folder (its test split is the reference).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
 @click.option(
     "--num-samples", default=0, show_default=True, help="Captions to generate (0 = all test)."

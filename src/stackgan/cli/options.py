@@ -7,6 +7,25 @@ from typing import Any, TypeVar
 
 import click
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+# the --layout option of every command that reads a dataset folder
+layout_option = click.option(
+    "--layout",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "cub", "flowers", "coco", "folder"]),
+    help="Dataset layout; auto detects it from the folder.",
+)
+
+
+def data_option(help_text: str) -> Callable[[_F], _F]:
+    """The required ``--data DIR`` of the evaluation commands."""
+    return click.option(
+        "--data", "data_root", required=True, type=click.Path(file_okay=False), help=help_text
+    )
+
+
 # the --model option of every command that reads an inference export
 model_option = click.option(
     "--model",
@@ -14,8 +33,6 @@ model_option = click.option(
     type=click.Path(dir_okay=False),
     help="A bundled model's name (stackgan models) or an inference export. Default: shapes.",
 )
-
-_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def optional_file(flag: str, help_text: str) -> Callable[[_F], _F]:
