@@ -9,6 +9,8 @@ unconditional head on the image code alone.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -116,9 +118,24 @@ class Discriminator(nn.Module):
         """Image code -> realism logits (B,), or None without an unconditional head."""
         return None if self.uncond_head is None else self.uncond_head(code)
 
-    def forward(self, img: torch.Tensor, text_emb: torch.Tensor | None = None) -> torch.Tensor:
-        """Conditional logits, or the realism logits of an unconditional discriminator."""
+    def forward(
+        self,
+        img: torch.Tensor,
+        text_emb: torch.Tensor | None = None,
+        *,
+        texts: Sequence[torch.Tensor] | None = None,
+    ) -> Any:
+        """Score images. The training steps call this (DistributedDataParallel synchronises only
+        what goes through ``forward``).
+
+        - ``texts``: the image is encoded once and scored against each text: returns
+          (list of conditional logits (B,), one per text; realism logits (B,) or None).
+        - else: the conditional logits for ``text_emb``, or the realism logits of an
+          unconditional discriminator.
+        """
         code = self.encode(img)
+        if texts is not None:
+            return [self.cond_logits(code, t) for t in texts], self.uncond_logits(code)
         if text_emb is None:
             logits = self.uncond_logits(code)
             if logits is None:

@@ -61,22 +61,22 @@ def d_step(
     aug = augment or _identity
     optimizer.zero_grad(set_to_none=True)
     with autocast():
-        real_code = discriminator.encode(aug(real))  # encoded once, scored with both texts
-        fake_code = discriminator.encode(aug(fake.detach()))
-        if text is None or wrong_text is None:
-            real_u, fake_u = (
-                discriminator.uncond_logits(real_code),
-                discriminator.uncond_logits(fake_code),
-            )
+        conditional = text is not None and wrong_text is not None
+        # through forward (DDP synchronises only that): the real images encoded once and scored
+        # with the right and the wrong text, then the fakes with the right text
+        texts = (text, wrong_text) if conditional else ()
+        real_cond, real_u = discriminator(aug(real), texts=texts)
+        fake_cond, fake_u = discriminator(aug(fake.detach()), texts=texts[:1])
+        if not conditional:
             assert real_u is not None and fake_u is not None  # an unconditional D has that head
             loss, terms = unconditional_discriminator_loss(real_u, fake_u)
         else:
             loss, terms = discriminator_loss(
-                discriminator.cond_logits(real_code, text),
-                discriminator.cond_logits(real_code, wrong_text),
-                discriminator.cond_logits(fake_code, text),
-                discriminator.uncond_logits(real_code),
-                discriminator.uncond_logits(fake_code),
+                real_cond[0],
+                real_cond[1],
+                fake_cond[0],
+                real_u,
+                fake_u,
                 wrong_fake_weight=wrong_fake_weight,
                 uncond_weight=uncond_weight,
             )
@@ -120,13 +120,14 @@ def r1_penalty(
     x = real.detach().requires_grad_(True)
     inputs = [x]
     with autocast():
-        code = discriminator.encode(x)
-        score = torch.zeros(len(x), device=x.device)
-        if text is not None and discriminator.conditional:
-            t = text.detach().requires_grad_(True)
+        use_text = text is not None and discriminator.conditional
+        t = text.detach().requires_grad_(True) if use_text else None  # type: ignore[union-attr]
+        if t is not None:
             inputs.append(t)
-            score = score + discriminator.cond_logits(code, t).float()
-        u = discriminator.uncond_logits(code)
+        cond, u = discriminator(x, texts=(t,) if t is not None else ())
+        score = torch.zeros(len(x), device=x.device)
+        if cond:
+            score = score + cond[0].float()
         if u is not None:
             score = score + u.float()
     grads = torch.autograd.grad(score.sum() * scale, inputs, create_graph=True)
@@ -173,10 +174,10 @@ def g_step(
     loss = torch.zeros((), device=images[-1].device)
     with autocast():
         for i, (d, img) in enumerate(zip(discriminators, images)):
-            code = d.encode(aug(img))
-            cond = d.cond_logits(code, text) if text is not None and d.conditional else None
+            use_text = text is not None and d.conditional
+            cond, uncond = d(aug(img), texts=(text,) if use_text else ())
             adv, terms = generator_adv_loss(
-                cond, d.uncond_logits(code), uncond_weight=uncond_weight
+                cond[0] if cond else None, uncond, uncond_weight=uncond_weight
             )
             loss = loss + adv
             suffix = f"_{i}" if len(discriminators) > 1 else ""
