@@ -261,6 +261,9 @@ class TrainConfig:
     # loss scaler per optimiser; stackgan.utils.runtime.amp_dtype)
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     channels_last: bool = True
+    # under torchrun: batch statistics over every rank's samples (SyncBatchNorm on CUDA, a
+    # gloo all-reduce on the CPU) rather than each rank's own; train.batch_size is per rank
+    sync_batchnorm: bool = False
     num_grid_captions: int = 8
     progress: bool = True
     tensorboard: bool = True

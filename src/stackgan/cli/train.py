@@ -51,7 +51,7 @@ def train(
     overwrite: bool,
     dry_run: bool,
 ) -> None:
-    """Train a StackGAN stage.
+    """Train a StackGAN stage (on several processes: torchrun --nproc_per_node N -m stackgan train).
 
     \b
     Examples:
@@ -65,17 +65,23 @@ def train(
     from stackgan.config import load_config
     from stackgan.train import make_run_dir
     from stackgan.train import train as run_training
+    from stackgan.utils.distributed import broadcast_text, init_distributed
+    from stackgan.utils.runtime import resolve_device
 
     cfg = load_config(config, overrides)
-    click.echo(cfg.to_yaml())
+    info = init_distributed(resolve_device(cfg.train.device).type)  # under torchrun
+    if info.is_main:
+        click.echo(cfg.to_yaml())
     if dry_run:
         return
     if run_dir is not None:
         rd = Path(run_dir)
     elif resume is not None:
         rd = Path(resume).parent  # continue in the run's own folder
-    else:
-        rd = make_run_dir(outdir, cfg)
-    click.echo(f"run directory: {rd}")
+    else:  # rank 0 numbers the run; the other ranks of a torchrun write into the same one
+        rd = Path(broadcast_text(str(make_run_dir(outdir, cfg)) if info.is_main else None, info))
+    if info.is_main:
+        click.echo(f"run directory: {rd}")
     export = run_training(cfg, rd, resume=resume, overwrite=overwrite)
-    click.echo(f"done: inference model at {export}")
+    if info.is_main:
+        click.echo(f"done: inference model at {export}")

@@ -6,10 +6,10 @@ The learning rate is halved every ``optim.lr_decay_epochs`` epochs, as the paper
 
 from __future__ import annotations
 
+import inspect
+import json
 import logging
 import math
-import re
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +17,9 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from stackgan.augment import make_augment
 from stackgan.checkpoint import export_generator
@@ -26,9 +28,30 @@ from stackgan.config import ExperimentConfig
 from stackgan.data.negatives import wrong_text
 from stackgan.train.ema import update_ema
 from stackgan.train.monitor import MetricMonitor
-from stackgan.train.setup import MATCHER_FILE, TrainData, build_data, build_networks, image_matcher
+from stackgan.train.rundir import (  # (their earlier home, still importable from here)
+    BEST_EXPORT as BEST_EXPORT,
+)
+from stackgan.train.rundir import (
+    EXPORT as EXPORT,
+)
+from stackgan.train.rundir import (
+    LATEST as LATEST,
+)
+from stackgan.train.rundir import (
+    RUN_OUTPUTS as RUN_OUTPUTS,
+)
+from stackgan.train.rundir import (
+    RunDirError as RunDirError,
+)
+from stackgan.train.rundir import (
+    claim_run_dir,
+    setup_logging,
+)
+from stackgan.train.rundir import (
+    make_run_dir as make_run_dir,
+)
+from stackgan.train.setup import TrainData, build_data, build_networks, image_matcher
 from stackgan.train.state import (
-    PREVIOUS,
     TrainState,
     build_state,
     init_networks,
@@ -36,85 +59,24 @@ from stackgan.train.state import (
     save_state,
 )
 from stackgan.train.steps import Augment, Autocast, d_step, g_step
-from stackgan.train.ticks import STATS, SampleGrid, StatsLog, write_config
+from stackgan.train.ticks import SampleGrid, StatsLog, write_config
 from stackgan.utils.cache import remove_stale_temporaries
+from stackgan.utils.distributed import (
+    DistInfo,
+    barrier,
+    init_distributed,
+    mean_across,
+    rank_slice,
+    shutdown,
+    sync_batchnorm,
+)
 from stackgan.utils.runtime import autocast_factory, resolve_device, seed_everything
 
 logger = logging.getLogger(__name__)
 
-LATEST = "checkpoint-latest.pt"
-# What a run writes: an existing folder holding any of these is a run, not overwritten silently
-RUN_OUTPUTS = (LATEST, PREVIOUS, "model.safetensors", "model-best.safetensors", STATS)
-EXPORT = "model.safetensors"
-BEST_EXPORT = "model-best.safetensors"  # the best g_ema by the training metric so far
-
 
 class TrainingError(RuntimeError):
     """Training cannot go on (a NaN or infinite loss or weight); names the iteration."""
-
-
-class RunDirError(FileExistsError):
-    """A run folder that already holds a run, given without --resume or --overwrite."""
-
-
-def make_run_dir(outdir: str | Path, cfg: ExperimentConfig) -> Path:
-    """A new numbered, descriptive run folder: ``00003-v1-shapes-stage1-bs64``.
-
-    The number is claimed under a lock on ``outdir/.lock`` (where the OS has ``fcntl``), so two
-    runs started at the same moment get two numbers."""
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    mc = cfg.model
-    arch = f"stage{mc.stage}" if mc.version == "v1" else f"{mc.num_branches}branch"
-    mode = "" if mc.conditional else "-uncond"
-    desc = f"{mc.version}-{cfg.data.name}-{arch}{mode}-bs{cfg.train.batch_size}"
-    with open(outdir / ".lock", "a") as lock:
-        try:
-            import fcntl
-
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        except ImportError:  # Windows: no lock; the exclusive mkdir below still never reuses one
-            pass
-        while True:
-            ids = [
-                int(m.group(1)) for p in outdir.iterdir() if (m := re.match(r"^(\d{5})-", p.name))
-            ]
-            run_dir = outdir / f"{max(ids, default=-1) + 1:05d}-{desc}"
-            try:
-                run_dir.mkdir()
-                return run_dir
-            except FileExistsError:
-                continue
-
-
-def _claim_run_dir(run_dir: Path, resume: str | Path | None, overwrite: bool) -> None:
-    """Refuse to start a new run over an existing one (``--resume`` continues it, ``overwrite``
-    clears its outputs first)."""
-    found = [name for name in RUN_OUTPUTS if (run_dir / name).exists()]
-    if not found or resume is not None:
-        return
-    if not overwrite:
-        raise RunDirError(
-            f"{run_dir} already holds a run ({', '.join(found)}): continue it with "
-            f"--resume {run_dir / LATEST}, or pass --overwrite to replace it"
-        )
-    for name in (*RUN_OUTPUTS, "log.txt", "captions-grid.txt", MATCHER_FILE):
-        (run_dir / name).unlink(missing_ok=True)
-    for sub in ("samples", "tensorboard"):
-        shutil.rmtree(run_dir / sub, ignore_errors=True)
-    for old in run_dir.glob("config*.yaml"):
-        old.unlink()
-    logger.info("--overwrite: cleared the earlier run in %s", run_dir)
-
-
-def _setup_logging(run_dir: Path) -> logging.Handler:
-    """Send the package's log to ``run_dir/log.txt`` for this run; the caller removes it."""
-    root = logging.getLogger("stackgan")
-    root.setLevel(logging.INFO)
-    fh = logging.FileHandler(run_dir / "log.txt")
-    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    root.addHandler(fh)
-    return fh
 
 
 def train(
@@ -137,13 +99,19 @@ def train(
         Path of the final inference export (``run_dir/model.safetensors``).
     """
     run_dir = Path(run_dir)
+    info = init_distributed(resolve_device(cfg.train.device).type)
+    if not info.is_main:  # rank 0 alone writes the run folder, its log and its checkpoints
+        try:
+            return _train(cfg, run_dir, resume, info)
+        finally:
+            shutdown()
     run_dir.mkdir(parents=True, exist_ok=True)
-    _claim_run_dir(run_dir, resume, overwrite)
+    claim_run_dir(run_dir, resume, overwrite)
     for tmp in remove_stale_temporaries(run_dir):
         logger.info("removed %s, left by a run killed mid-write", tmp.name)
-    log_handler = _setup_logging(run_dir)
+    log_handler = setup_logging(run_dir)
     try:
-        return _train(cfg, run_dir, resume)
+        return _train(cfg, run_dir, resume, info)
     except Exception as exc:
         # the console gets the error from the caller; log.txt keeps it with the run
         record = logging.getLogger("stackgan").makeRecord(
@@ -161,6 +129,7 @@ def train(
         logging.getLogger("stackgan").removeHandler(log_handler)
         log_handler.close()
         remove_stale_temporaries(run_dir)
+        shutdown()
 
 
 @dataclass
@@ -171,20 +140,28 @@ class _Runtime:
     autocast: Autocast
     memory_format: torch.memory_format
     augment: Augment | None
+    dist: DistInfo
 
 
-def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> Path:
+def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None, info: DistInfo) -> Path:
     tc = cfg.train
 
-    # 1. Runtime: device, seeds, precision -------------------------------------------------------
+    # 1. Runtime: device, seeds, precision (every rank the same seeds: the same global batch) ---
     device = resolve_device(tc.device)
+    if device.type == "cuda" and info.enabled:
+        device = torch.device("cuda", info.local_rank)
     seed_everything(tc.seed)
     fmt = torch.channels_last if tc.channels_last else torch.contiguous_format
-    rt = _Runtime(device, autocast_factory(device, tc.amp), fmt, make_augment(cfg.loss.augment))
+    augment = make_augment(cfg.loss.augment)
+    rt = _Runtime(device, autocast_factory(device, tc.amp), fmt, augment, info)
     logger.info("training stage %d on %s (amp=%s)", cfg.model.stage, device, tc.amp)
 
-    # 2. Data: images, caption embeddings, colour-swapped negatives -----------------------------
+    # 2. Data: images, caption embeddings, colour-swapped negatives (rank 0 builds the caches) -
+    if not info.is_main:
+        barrier(info)
     data = build_data(cfg, device)
+    if info.is_main:
+        barrier(info)
 
     # 3. Networks and phases: one D phase per discriminator, then G, each with its optimiser -----
     generator, discriminators, g_ema = build_networks(cfg, device, fmt)
@@ -195,12 +172,55 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None) -> P
         restore_state(Path(resume), cfg, state)
     elif tc.init_from:
         init_networks(tc.init_from, cfg, state)
+    if info.enabled:
+        _distribute(cfg, state, device)
+    if not info.is_main:  # rank 0 fits and saves the image matcher; the others read it
+        barrier(info)
     matcher = image_matcher(cfg, run_dir, data, device, rt.augment)
-    write_config(run_dir, cfg, state.step)
+    if info.is_main:
+        barrier(info)
+        write_config(run_dir, cfg, state.step)
+        _write_distributed(cfg, run_dir)
 
     # 5. Loop, with maintenance on ticks ---------------------------------------------------------
     _fit(cfg, run_dir, data, state, matcher, rt, resumed=resume is not None)
     return run_dir / EXPORT
+
+
+def _distribute(cfg: ExperimentConfig, state: TrainState, device: torch.device) -> None:
+    """Wrap G and each D in DistributedDataParallel. Without ``train.sync_batchnorm``, each
+    rank normalises its own slice and DDP broadcasts rank 0's batch-norm buffers before each
+    forward (``broadcast_buffers``), so every replica, and the checkpoint rank 0 writes, holds
+    the same running statistics; with it, the statistics are the global batch's on every rank
+    and need no broadcast."""
+    sync = cfg.train.sync_batchnorm
+    for ph in (*state.d_phases, state.g_phase):
+        module = sync_batchnorm(ph.module, device.type) if sync else ph.module
+        ids = [device.index] if device.type == "cuda" else None
+        ph.wrapped = DistributedDataParallel(module, device_ids=ids, **_buffer_sync(not sync))
+
+
+def _write_distributed(cfg: ExperimentConfig, run_dir: Path) -> None:
+    """``distributed.json``: how many processes train this run now, the batch of each and the
+    global batch (a run resumed with another number rewrites it)."""
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    summary = {
+        "world_size": world,
+        "batch_per_rank": cfg.train.batch_size,
+        "global_batch": cfg.train.batch_size * world,
+        "backend": str(dist.get_backend()) if dist.is_initialized() else None,
+        "sync_batchnorm": cfg.train.sync_batchnorm and world > 1,
+    }
+    (run_dir / "distributed.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if world > 1:
+        logger.info("distributed: %s", summary)
+
+
+def _buffer_sync(on: bool) -> dict[str, Any]:
+    """DDP's buffer-broadcast switch under the name this torch knows (``broadcast_buffers``
+    became ``forward_sync_buffers``; the buffers start equal on every rank either way)."""
+    params = inspect.signature(DistributedDataParallel.__init__).parameters
+    return {"forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers": on}
 
 
 def _fit(
@@ -214,7 +234,10 @@ def _fit(
 ) -> None:
     """Iterate to ``train.total_iters`` (or the time budget), with a tick every
     ``train.tick_iters``: stats, the sample grid, the metric, checkpoints and exports."""
-    tc = cfg.train
+    tc, main = cfg.train, rt.dist.is_main
+    if not main:  # the other ranks train; rank 0 alone keeps the log, grids and checkpoints
+        _fit_quietly(cfg, data, state, matcher, rt)
+        return
     grid = SampleGrid(cfg, data.ds, data.emb, run_dir, rt.device)
     monitor = MetricMonitor(cfg, rt.device, data.text_encoder, run_dir) if tc.metric_ticks else None
     if monitor is not None and state.metric_best is not None:
@@ -231,16 +254,7 @@ def _fit(
     budget_s = tc.time_budget_min * 60
     try:
         while state.step < tc.total_iters:
-            iter_start = time.time()
-            stats = _iteration(cfg, data, state, matcher, rt)
-            state.step += 1
-            state.train_seconds += time.time() - iter_start
-            bad = [k for k, v in stats.items() if not math.isfinite(v)]
-            if bad:
-                raise TrainingError(
-                    f"non-finite {bad[0]} ({stats[bad[0]]}) at iteration {state.step}: training "
-                    f"stopped; the last checkpoint and export in {run_dir} are left as they were"
-                )
+            stats = _step(cfg, data, state, matcher, rt, run_dir)
             for k, v in stats.items():
                 tick_stats.setdefault(k, []).append(v)
             if pbar is not None:
@@ -265,6 +279,48 @@ def _fit(
         log.close()
 
 
+def _step(
+    cfg: ExperimentConfig,
+    data: TrainData,
+    state: TrainState,
+    matcher: nn.Module | None,
+    rt: _Runtime,
+    run_dir: Path,
+) -> dict[str, float]:
+    """One iteration and its bookkeeping: the step count, the training time and the losses
+    (means over the ranks, so every rank takes the same decisions), stopped on a non-finite
+    loss."""
+    iter_start = time.time()
+    stats = _iteration(cfg, data, state, matcher, rt)
+    stats["_seconds"] = time.time() - iter_start
+    stats = mean_across(stats, rt.dist)
+    state.step += 1
+    state.train_seconds += stats.pop("_seconds")
+    bad = [k for k, v in stats.items() if not math.isfinite(v)]
+    if bad:
+        raise TrainingError(
+            f"non-finite {bad[0]} ({stats[bad[0]]}) at iteration {state.step}: training "
+            f"stopped; the last checkpoint and export in {run_dir} are left as they were"
+        )
+    return stats
+
+
+def _fit_quietly(
+    cfg: ExperimentConfig,
+    data: TrainData,
+    state: TrainState,
+    matcher: nn.Module | None,
+    rt: _Runtime,
+) -> None:
+    """The loop of ranks other than 0: the same iterations and stopping rule, no output."""
+    tc = cfg.train
+    budget_s = tc.time_budget_min * 60
+    while state.step < tc.total_iters:
+        _step(cfg, data, state, matcher, rt, Path("."))
+        if budget_s > 0 and state.train_seconds >= budget_s:
+            break
+
+
 def _iteration(
     cfg: ExperimentConfig,
     data: TrainData,
@@ -275,14 +331,17 @@ def _iteration(
     """One iteration: a batch, G's images, each D phase, then the G phase and the EMA."""
     tc, oc, lc = cfg.train, cfg.optim, cfg.loss
     ds, step = data.ds, state.step
-    # 1. the batch: a fresh shuffle each epoch, reproducible from the step
-    iters_per_epoch = math.ceil(len(ds) / tc.batch_size)
+    # 1. the batch: a fresh shuffle each epoch, reproducible from the step. Every rank draws
+    # the same global batch (train.batch_size per rank) and trains on its own slice of it
+    world = rt.dist.world_size
+    gb = tc.batch_size * world
+    iters_per_epoch = math.ceil(len(ds) / gb)
     epoch, pos = divmod(step, iters_per_epoch)
     perm_gen = torch.Generator().manual_seed(tc.seed * 1_000_003 + epoch)
     perm = torch.randperm(len(ds), generator=perm_gen)
-    idx = perm[pos * tc.batch_size : (pos + 1) * tc.batch_size]
-    if len(idx) < 2:  # a last partial batch of one cannot form a mismatched pair
-        idx = perm[: tc.batch_size]
+    idx = perm[pos * gb : (pos + 1) * gb]
+    if len(idx) < 2 * world or len(idx) % world:  # a partial last batch: a full one instead
+        idx = perm[:gb]
     lr_scale = oc.lr_decay_factor ** (epoch // max(oc.lr_decay_epochs, 1))  # halved per 100 ep.
     state.set_lr(oc.g_lr * lr_scale, oc.d_lr * lr_scale)
     batch = ds.sample(idx, data.sizes, state.data_gen)
@@ -308,16 +367,29 @@ def _iteration(
             swap_ok=data.swap_ok,
             swap_variants=lc.swap_variants,
         )
-    # 3. G's images, once: every D phase trains on them (detached), then the G phase
     z = torch.randn(len(idx), cfg.model.z_dim, device=rt.device)
-    with rt.autocast():
-        out = state.generator(z, text)
+    eps = None  # one process: G draws the CA noise itself, the same numbers
+    if rt.dist.enabled and text is not None:
+        # every rank draws the global batch's CA noise and keeps its slice, as for z (a v1
+        # Stage-II then uses one draw for both stages, as sampling does)
+        eps = torch.randn(len(idx), cfg.model.cond_dim, device=rt.device)
+    mine = rank_slice(len(idx), rt.dist)  # (all of it in one process)
+    reals, z = [r[mine] for r in reals], z[mine]
+    if text is not None and wrong is not None:
+        text, wrong = text[mine], wrong[mine]
+    if eps is not None:
+        eps = eps[mine]
+    # 3. G's images, once: every D phase trains on them (detached), then the G phase; during a
+    # D warm-up no G step follows, so under DDP G runs without a graph to reduce
+    g_update = step >= tc.d_warmup_iters
+    with rt.autocast(), torch.set_grad_enabled(g_update or not rt.dist.enabled):
+        out = state.g_phase.trained(z, text, eps)
     fakes = out.images[-len(state.d_phases) :]  # v1 Stage-II: D sees only the 256 image
     stats: dict[str, float] = {}
     r1_gamma = lc.r1_gamma * lc.r1_interval if step % lc.r1_interval == 0 else 0.0  # lazy R1
     for i, (ph, real, fake) in enumerate(zip(state.d_phases, reals, fakes)):
         d_stats = d_step(
-            ph.module,  # type: ignore[arg-type]
+            ph.trained,  # type: ignore[arg-type]
             ph.opt,
             real,
             fake,
@@ -334,7 +406,7 @@ def _iteration(
         stats.update({f"{k}{suffix}": v for k, v in d_stats.items()})
     if len(state.d_phases) > 1:
         stats["d_loss"] = sum(stats[f"d_loss_{i}"] for i in range(len(state.d_phases)))
-    if step >= tc.d_warmup_iters:
+    if g_update:
         stats.update(_g_phase(cfg, state, out, text, matcher, rt))
     return stats
 
@@ -392,7 +464,7 @@ def _tick(
     ticks the checkpoint and the export."""
     tc, oc = cfg.train, cfg.optim
     tick = state.step // tc.tick_iters
-    epoch = (state.step - 1) // math.ceil(len(data.ds) / tc.batch_size)
+    epoch = (state.step - 1) // math.ceil(len(data.ds) / (tc.batch_size * rt.dist.world_size))
     means = {k: float(np.mean(v)) for k, v in tick_stats.items()}
     record = {
         "step": state.step,

@@ -43,6 +43,13 @@ class Phase:
     opt: torch.optim.Optimizer
     interval: int = 1
     scaler: torch.amp.GradScaler | None = None  # fp16 only: its own loss scale per optimiser
+    wrapped: nn.Module | None = None  # under torchrun: the DistributedDataParallel wrapper
+
+    @property
+    def trained(self) -> nn.Module:
+        """What this phase calls: the DDP wrapper (which averages the gradients over the
+        ranks) when there is one, else the module."""
+        return self.wrapped if self.wrapped is not None else self.module
 
 
 @dataclass

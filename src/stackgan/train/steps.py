@@ -120,8 +120,8 @@ def r1_penalty(
     x = real.detach().requires_grad_(True)
     inputs = [x]
     with autocast():
-        use_text = text is not None and discriminator.conditional
-        t = text.detach().requires_grad_(True) if use_text else None  # type: ignore[union-attr]
+        # (an unconditional model has no text here; the module may be a DDP wrapper)
+        t = text.detach().requires_grad_(True) if text is not None else None
         if t is not None:
             inputs.append(t)
         cond, u = discriminator(x, texts=(t,) if t is not None else ())
