@@ -308,3 +308,12 @@ def test_text_encoder_train_eval_and_extract_commands(tiny_shapes, tiny_model, t
     assert torch.equal(a, b)
     res = CliRunner().invoke(main, ["text-encoder", "extract", str(tiny_model), "--out", str(back)])
     assert res.exit_code != 0 and "embeds no text encoder" in res.output
+
+
+def test_dry_run_needs_no_device(tmp_path):
+    """--dry-run prints the config without touching the device (a GPU config on a CPU box)."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("name: x\n")
+    r = CliRunner().invoke(main, ["train", str(cfg), "--set", "train.device=cuda", "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert "device: cuda" in r.output

@@ -90,3 +90,9 @@ def test_pack_command(tiny_shapes, tmp_path):
         TextImageDataset(out, "test", 16, random_crop=False, progress=False).images.numpy(),
         TextImageDataset(tiny_shapes, "test", 16, random_crop=False, progress=False).images.numpy(),
     )
+
+
+def test_a_dataset_error_while_packing_is_not_called_a_write_error(tmp_path):
+    with pytest.raises(DatasetError, match="dataset folder not found"):
+        pack_dataset(tmp_path / "missing", tmp_path / "x.pack", [16], progress=False)
+    assert not list(tmp_path.glob("*.pack*")) and not list(tmp_path.glob(".x.pack*"))

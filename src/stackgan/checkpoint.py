@@ -28,7 +28,7 @@ import pickle
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -43,8 +43,6 @@ from stackgan.utils.cache import atomic_torch_save, atomic_write, read_safetenso
 
 logger = logging.getLogger(__name__)
 
-if TYPE_CHECKING:
-    from stackgan.text.trainable import TrainedTextEncoder
 
 FORMAT_VERSION = 1
 EXPORT_FORMAT = "stackgan-export"

@@ -275,7 +275,7 @@ class Text2ImageSampler:
         Args:
             captions: sentences; None for an unconditional model (then ``num_images`` in all)
                 or when ``text_emb`` is given.
-            seed: seeds the noise when no ``generator`` is given.
+            seed: seeds the noise when no ``generator`` is given (None means 0).
             num_images: images per caption.
             text_emb: (N, text_dim) precomputed sentence vectors instead of captions.
             generator: a CPU ``torch.Generator`` to draw z and the CA noise from.

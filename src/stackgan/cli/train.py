@@ -69,11 +69,12 @@ def train(
     from stackgan.utils.runtime import resolve_device
 
     cfg = load_config(config, overrides)
+    if dry_run:  # the config alone: no device, no process group
+        click.echo(cfg.to_yaml())
+        return
     info = init_distributed(resolve_device(cfg.train.device).type)  # under torchrun
     if info.is_main:
         click.echo(cfg.to_yaml())
-    if dry_run:
-        return
     if run_dir is not None:
         rd = Path(run_dir)
     elif resume is not None:

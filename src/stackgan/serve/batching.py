@@ -343,6 +343,8 @@ class MicroBatcher:
             quiet = len(self._queue) == 1 and self._last_requests <= 1
             deadline = time.perf_counter() + (0.0 if quiet else self.max_wait_s)
             while True:
+                if self._stopping or not self._queue:  # stop() emptied the queue meanwhile
+                    return []
                 jobs, size = self._select()
                 left = deadline - time.perf_counter()
                 if size >= self.max_batch or left <= 0 or self._stopping:

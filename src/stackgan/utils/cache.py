@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +90,9 @@ def atomic_write(
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        except Exception as exc:  # torch.save and safetensors wrap ENOSPC in their own types
+        except (OSError, RuntimeError, SafetensorError) as exc:
+            # a failed write: torch.save (RuntimeError) and safetensors wrap ENOSPC in their own
+            # types. Anything else (a dataset error while packing, say) propagates as it is.
             raise _write_error(path, exc) from exc
         umask = os.umask(0)
         os.umask(umask)

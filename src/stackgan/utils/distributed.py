@@ -16,11 +16,17 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 import torch.distributed.nn.functional as dist_nn
 from torch import nn
+
+# Rank 0 alone builds the data caches, fits the image matcher and runs the tick maintenance
+# (metrics, checkpoints) while the others wait at a barrier or in the next all-reduce: on a
+# first run over a large dataset that can outlast torch's default 10 (nccl) to 30 (gloo) min.
+DIST_TIMEOUT = timedelta(hours=2)
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,7 @@ def init_distributed(device_type: str = "cpu") -> DistInfo:
     if info.enabled and not dist.is_initialized():
         if device_type == "cuda":
             torch.cuda.set_device(info.local_rank)
-        dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+        dist.init_process_group("nccl" if device_type == "cuda" else "gloo", timeout=DIST_TIMEOUT)
     return info
 
 
