@@ -279,6 +279,11 @@ def _fit(
         log.close()
 
 
+def _iters_per_epoch(cfg: ExperimentConfig, data: TrainData, rt: _Runtime) -> int:
+    """Iterations per pass over the data at the global batch (train.batch_size x ranks)."""
+    return math.ceil(len(data.ds) / (cfg.train.batch_size * rt.dist.world_size))
+
+
 def _step(
     cfg: ExperimentConfig,
     data: TrainData,
@@ -335,8 +340,7 @@ def _iteration(
     # the same global batch (train.batch_size per rank) and trains on its own slice of it
     world = rt.dist.world_size
     gb = tc.batch_size * world
-    iters_per_epoch = math.ceil(len(ds) / gb)
-    epoch, pos = divmod(step, iters_per_epoch)
+    epoch, pos = divmod(step, _iters_per_epoch(cfg, data, rt))
     perm_gen = torch.Generator().manual_seed(tc.seed * 1_000_003 + epoch)
     perm = torch.randperm(len(ds), generator=perm_gen)
     idx = perm[pos * gb : (pos + 1) * gb]
@@ -464,7 +468,7 @@ def _tick(
     ticks the checkpoint and the export."""
     tc, oc = cfg.train, cfg.optim
     tick = state.step // tc.tick_iters
-    epoch = (state.step - 1) // math.ceil(len(data.ds) / (tc.batch_size * rt.dist.world_size))
+    epoch = (state.step - 1) // _iters_per_epoch(cfg, data, rt)
     means = {k: float(np.mean(v)) for k, v in tick_stats.items()}
     record = {
         "step": state.step,
