@@ -257,8 +257,8 @@ class TrainConfig:
     ema_decay: float = 0.0  # g_ema = decay * g_ema + (1 - decay) * G; 0 keeps a plain copy
     seed: int = 0
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
-    # auto: what measured fastest: fp32 on the CPU, bf16 on GPUs that have it, else fp16 (with a
-    # loss scaler per optimiser; stackgan.utils.runtime.amp_dtype)
+    # auto: what measured fastest: bf16 on CPUs with AMX bf16 tiles, else fp32 on the CPU; bf16
+    # on GPUs that have it, else fp16 with a loss scaler per optimiser (utils.runtime.amp_dtype)
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     channels_last: bool = True
     # under torchrun: batch statistics over every rank's samples (SyncBatchNorm on CUDA, a
