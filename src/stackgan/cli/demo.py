@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from stackgan.cli.options import model_option
 from stackgan.data.shapes import ShapeAttributes
 from stackgan.metrics.consistency import Judgement
 
@@ -30,12 +31,7 @@ DEMO_IMAGES = 600  # a small shapes set: enough test captions, quick to render a
     type=click.Path(file_okay=False),
     help="Output folder (gallery at OUT/index.html).",
 )
-@click.option(
-    "--model",
-    default=None,
-    type=click.Path(dir_okay=False),
-    help="A bundled model's name or an inference export to show. Default: shapes.",
-)
+@model_option
 @click.option("--num-captions", default=24, show_default=True, help="Captions in the gallery.")
 @click.option(
     "--train/--no-train",

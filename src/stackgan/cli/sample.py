@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from stackgan.cli.options import model_option
+
 
 @click.command()
 @click.argument("caption", nargs=-1)
@@ -25,13 +27,7 @@ import click
     type=click.Path(file_okay=False),
     help="Output folder.",
 )
-@click.option(
-    "--model",
-    default=None,
-    type=click.Path(dir_okay=False),
-    help="A bundled model's name (stackgan models) or an inference export (.safetensors). "
-    "Default: shapes.",
-)
+@model_option
 @click.option("--seed", default=0, show_default=True, help="Random seed for z and CA noise.")
 @click.option(
     "--num",

@@ -6,7 +6,6 @@ The learning rate is halved every ``optim.lr_decay_epochs`` epochs, as the paper
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import math
@@ -19,7 +18,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from stackgan.augment import make_augment
 from stackgan.checkpoint import export_generator
@@ -54,6 +52,7 @@ from stackgan.train.setup import TrainData, build_data, build_networks, image_ma
 from stackgan.train.state import (
     TrainState,
     build_state,
+    distribute,
     init_networks,
     restore_state,
     save_state,
@@ -68,7 +67,6 @@ from stackgan.utils.distributed import (
     mean_across,
     rank_slice,
     shutdown,
-    sync_batchnorm,
 )
 from stackgan.utils.runtime import autocast_factory, resolve_device, seed_everything
 
@@ -173,7 +171,7 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None, info
     elif tc.init_from:
         init_networks(tc.init_from, cfg, state)
     if info.enabled:
-        _distribute(cfg, state, device)
+        distribute(state, device, cfg.train.sync_batchnorm)
     if not info.is_main:  # rank 0 fits and saves the image matcher; the others read it
         barrier(info)
     matcher = image_matcher(cfg, run_dir, data, device, rt.augment)
@@ -185,19 +183,6 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None, info
     # 5. Loop, with maintenance on ticks ---------------------------------------------------------
     _fit(cfg, run_dir, data, state, matcher, rt, resumed=resume is not None)
     return run_dir / EXPORT
-
-
-def _distribute(cfg: ExperimentConfig, state: TrainState, device: torch.device) -> None:
-    """Wrap G and each D in DistributedDataParallel. Without ``train.sync_batchnorm``, each
-    rank normalises its own slice and DDP broadcasts rank 0's batch-norm buffers before each
-    forward (``broadcast_buffers``), so every replica, and the checkpoint rank 0 writes, holds
-    the same running statistics; with it, the statistics are the global batch's on every rank
-    and need no broadcast."""
-    sync = cfg.train.sync_batchnorm
-    for ph in (*state.d_phases, state.g_phase):
-        module = sync_batchnorm(ph.module, device.type) if sync else ph.module
-        ids = [device.index] if device.type == "cuda" else None
-        ph.wrapped = DistributedDataParallel(module, device_ids=ids, **_buffer_sync(not sync))
 
 
 def _write_distributed(cfg: ExperimentConfig, run_dir: Path) -> None:
@@ -214,13 +199,6 @@ def _write_distributed(cfg: ExperimentConfig, run_dir: Path) -> None:
     (run_dir / "distributed.json").write_text(json.dumps(summary, indent=2) + "\n")
     if world > 1:
         logger.info("distributed: %s", summary)
-
-
-def _buffer_sync(on: bool) -> dict[str, Any]:
-    """DDP's buffer-broadcast switch under the name this torch knows (``broadcast_buffers``
-    became ``forward_sync_buffers``; the buffers start equal on every rank either way)."""
-    params = inspect.signature(DistributedDataParallel.__init__).parameters
-    return {"forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers": on}
 
 
 def _fit(
@@ -251,7 +229,6 @@ def _fit(
         pbar = tqdm(total=tc.total_iters, initial=state.step, desc=cfg.name, unit="it")
     tick_stats: dict[str, list[float]] = {}
     tick_start = time.time()
-    budget_s = tc.time_budget_min * 60
     try:
         while state.step < tc.total_iters:
             stats = _step(cfg, data, state, matcher, rt, run_dir)
@@ -261,7 +238,7 @@ def _fit(
                 pbar.update(1)
                 if state.step % 10 == 0:
                     pbar.set_postfix(d=f"{stats['d_loss']:.3f}", g=f"{stats.get('g_loss', 0):.3f}")
-            out_of_time = budget_s > 0 and state.train_seconds >= budget_s
+            out_of_time = _out_of_time(cfg, state)
             done = state.step >= tc.total_iters or out_of_time
             if state.step % tc.tick_iters == 0 or done:
                 elapsed = time.time() - tick_start
@@ -277,6 +254,12 @@ def _fit(
         if pbar is not None:
             pbar.close()
         log.close()
+
+
+def _out_of_time(cfg: ExperimentConfig, state: TrainState) -> bool:
+    """``train.time_budget_min`` spent (0: no budget); every rank sees the same time."""
+    budget_s = cfg.train.time_budget_min * 60
+    return budget_s > 0 and state.train_seconds >= budget_s
 
 
 def _iters_per_epoch(cfg: ExperimentConfig, data: TrainData, rt: _Runtime) -> int:
@@ -318,11 +301,9 @@ def _fit_quietly(
     rt: _Runtime,
 ) -> None:
     """The loop of ranks other than 0: the same iterations and stopping rule, no output."""
-    tc = cfg.train
-    budget_s = tc.time_budget_min * 60
-    while state.step < tc.total_iters:
+    while state.step < cfg.train.total_iters:
         _step(cfg, data, state, matcher, rt, Path("."))
-        if budget_s > 0 and state.train_seconds >= budget_s:
+        if _out_of_time(cfg, state):
             break
 
 

@@ -9,6 +9,7 @@ own optimiser. :class:`TrainState` is everything a checkpoint holds; :func:`save
 
 from __future__ import annotations
 
+import inspect
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from stackgan.checkpoint import (
     CheckpointError,
@@ -26,6 +28,7 @@ from stackgan.checkpoint import (
 )
 from stackgan.config import ConfigError, ExperimentConfig
 from stackgan.models.discriminator import Discriminator
+from stackgan.utils.distributed import sync_batchnorm
 from stackgan.utils.runtime import grad_scaler, rng_state, set_rng_state
 
 logger = logging.getLogger(__name__)
@@ -248,3 +251,22 @@ def _init_discriminators(
             )
         if missing:
             logger.info("init_from: new discriminator parameters %s", ", ".join(missing))
+
+
+def distribute(state: TrainState, device: torch.device, sync: bool) -> None:
+    """Wrap G and each D in DistributedDataParallel. Without ``sync``
+    (``train.sync_batchnorm``), each rank normalises its own slice and DDP broadcasts rank 0's
+    batch-norm buffers before each forward (``broadcast_buffers``), so every replica, and the
+    checkpoint rank 0 writes, holds the same running statistics; with it, the statistics are
+    the global batch's on every rank and need no broadcast."""
+    for ph in (*state.d_phases, state.g_phase):
+        module = sync_batchnorm(ph.module, device.type) if sync else ph.module
+        ids = [device.index] if device.type == "cuda" else None
+        ph.wrapped = DistributedDataParallel(module, device_ids=ids, **_buffer_sync(not sync))
+
+
+def _buffer_sync(on: bool) -> dict[str, Any]:
+    """DDP's buffer-broadcast switch under the name this torch knows (``broadcast_buffers``
+    became ``forward_sync_buffers``; the buffers start equal on every rank either way)."""
+    params = inspect.signature(DistributedDataParallel.__init__).parameters
+    return {"forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers": on}
