@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -58,7 +57,8 @@ from stackgan.train.state import (
     save_state,
 )
 from stackgan.train.steps import Augment, Autocast, d_step, g_step
-from stackgan.train.ticks import SampleGrid, StatsLog, write_config
+from stackgan.train.ticks import SampleGrid, StatsLog, TickStats, write_config
+from stackgan.train.ticks import TrainingError as TrainingError
 from stackgan.utils.cache import remove_stale_temporaries
 from stackgan.utils.distributed import (
     DistInfo,
@@ -71,10 +71,6 @@ from stackgan.utils.distributed import (
 from stackgan.utils.runtime import autocast_factory, resolve_device, seed_everything
 
 logger = logging.getLogger(__name__)
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (a NaN or infinite loss or weight); names the iteration."""
 
 
 def train(
@@ -227,23 +223,22 @@ def _fit(
         from tqdm import tqdm
 
         pbar = tqdm(total=tc.total_iters, initial=state.step, desc=cfg.name, unit="it")
-    tick_stats: dict[str, list[float]] = {}
+    tick_stats = TickStats()
     tick_start = time.time()
     try:
         while state.step < tc.total_iters:
-            stats = _step(cfg, data, state, matcher, rt, run_dir)
-            for k, v in stats.items():
-                tick_stats.setdefault(k, []).append(v)
+            _step(cfg, data, state, matcher, rt, tick_stats)
             if pbar is not None:
                 pbar.update(1)
-                if state.step % 10 == 0:
-                    pbar.set_postfix(d=f"{stats['d_loss']:.3f}", g=f"{stats.get('g_loss', 0):.3f}")
             out_of_time = _out_of_time(cfg, state)
             done = state.step >= tc.total_iters or out_of_time
             if state.step % tc.tick_iters == 0 or done:
                 elapsed = time.time() - tick_start
-                _tick(cfg, run_dir, data, state, rt, grid, monitor, log, tick_stats, elapsed, done)
-                tick_stats = {}
+                n = len(tick_stats)
+                means = tick_stats.finish(rt.dist, run_dir)
+                if pbar is not None:
+                    pbar.set_postfix(d=f"{means['d_loss']:.3f}", g=f"{means.get('g_loss', 0):.3f}")
+                _tick(cfg, run_dir, data, state, rt, grid, monitor, log, means, elapsed / n, done)
                 tick_start = time.time()
             if out_of_time:
                 logger.info(
@@ -273,24 +268,17 @@ def _step(
     state: TrainState,
     matcher: nn.Module | None,
     rt: _Runtime,
-    run_dir: Path,
-) -> dict[str, float]:
-    """One iteration and its bookkeeping: the step count, the training time and the losses
-    (means over the ranks, so every rank takes the same decisions), stopped on a non-finite
-    loss."""
+    tick_stats: TickStats,
+) -> None:
+    """One iteration and its bookkeeping: the step count, the training time (the mean over
+    the ranks, so every rank takes the same decisions; one small all-reduce) and the losses,
+    kept on the device in ``tick_stats`` (read, and checked for non-finite values, per tick)."""
     iter_start = time.time()
     stats = _iteration(cfg, data, state, matcher, rt)
-    stats["_seconds"] = time.time() - iter_start
-    stats = mean_across(stats, rt.dist)
+    seconds = mean_across({"s": time.time() - iter_start}, rt.dist)["s"]
     state.step += 1
-    state.train_seconds += stats.pop("_seconds")
-    bad = [k for k, v in stats.items() if not math.isfinite(v)]
-    if bad:
-        raise TrainingError(
-            f"non-finite {bad[0]} ({stats[bad[0]]}) at iteration {state.step}: training "
-            f"stopped; the last checkpoint and export in {run_dir} are left as they were"
-        )
-    return stats
+    state.train_seconds += seconds
+    tick_stats.add(state.step, stats)
 
 
 def _fit_quietly(
@@ -300,10 +288,15 @@ def _fit_quietly(
     matcher: nn.Module | None,
     rt: _Runtime,
 ) -> None:
-    """The loop of ranks other than 0: the same iterations and stopping rule, no output."""
+    """The loop of ranks other than 0: the same iterations, stopping rule and per-tick
+    reduction of the losses, no output."""
+    tick_stats = TickStats()
     while state.step < cfg.train.total_iters:
-        _step(cfg, data, state, matcher, rt, Path("."))
-        if _out_of_time(cfg, state):
+        _step(cfg, data, state, matcher, rt, tick_stats)
+        out_of_time = _out_of_time(cfg, state)
+        if state.step % cfg.train.tick_iters == 0 or out_of_time:
+            tick_stats.finish(rt.dist, Path("."))
+        if out_of_time:
             break
 
 
@@ -313,7 +306,7 @@ def _iteration(
     state: TrainState,
     matcher: nn.Module | None,
     rt: _Runtime,
-) -> dict[str, float]:
+) -> dict[str, torch.Tensor]:
     """One iteration: a batch, G's images, each D phase, then the G phase and the EMA."""
     tc, oc, lc = cfg.train, cfg.optim, cfg.loss
     ds, step = data.ds, state.step
@@ -370,7 +363,7 @@ def _iteration(
     with rt.autocast(), torch.set_grad_enabled(g_update or not rt.dist.enabled):
         out = state.g_phase.trained(z, text, eps)
     fakes = out.images[-len(state.d_phases) :]  # v1 Stage-II: D sees only the 256 image
-    stats: dict[str, float] = {}
+    stats: dict[str, torch.Tensor] = {}
     r1_gamma = lc.r1_gamma * lc.r1_interval if step % lc.r1_interval == 0 else 0.0  # lazy R1
     for i, (ph, real, fake) in enumerate(zip(state.d_phases, reals, fakes)):
         d_stats = d_step(
@@ -390,7 +383,11 @@ def _iteration(
         suffix = f"_{i}" if len(state.d_phases) > 1 else ""
         stats.update({f"{k}{suffix}": v for k, v in d_stats.items()})
     if len(state.d_phases) > 1:
-        stats["d_loss"] = sum(stats[f"d_loss_{i}"] for i in range(len(state.d_phases)))
+        # in float64, added in order: the sum of the fp32 values the tick's log has always had
+        total = torch.zeros((), dtype=torch.float64, device=rt.device)
+        for i in range(len(state.d_phases)):
+            total = total + stats[f"d_loss_{i}"].double()
+        stats["d_loss"] = total
     if g_update:
         stats.update(_g_phase(cfg, state, out, text, matcher, rt))
     return stats
@@ -403,7 +400,7 @@ def _g_phase(
     text: torch.Tensor | None,
     matcher: nn.Module | None,
     rt: _Runtime,
-) -> dict[str, float]:
+) -> dict[str, torch.Tensor]:
     """The G update, with the discriminators frozen (``requires_grad_(False)``) so that it
     computes no D parameter gradients, then the EMA."""
     for ph in state.d_phases:
@@ -441,8 +438,8 @@ def _tick(
     grid: SampleGrid,
     monitor: MetricMonitor | None,
     log: StatsLog,
-    tick_stats: dict[str, list[float]],
-    elapsed: float,
+    means: dict[str, float],
+    sec_per_iter: float,
     done: bool,
 ) -> None:
     """Maintenance: the tick's stats, the metric (and model-best), the grid, and on snapshot
@@ -450,12 +447,11 @@ def _tick(
     tc, oc = cfg.train, cfg.optim
     tick = state.step // tc.tick_iters
     epoch = (state.step - 1) // _iters_per_epoch(cfg, data, rt)
-    means = {k: float(np.mean(v)) for k, v in tick_stats.items()}
     record = {
         "step": state.step,
         "epoch": epoch,
         "lr_scale": oc.lr_decay_factor ** (epoch // max(oc.lr_decay_epochs, 1)),
-        "sec_per_iter": elapsed / max(len(tick_stats.get("d_loss", [1])), 1),
+        "sec_per_iter": sec_per_iter,
         "train_seconds": round(state.train_seconds, 2),
         **means,
     }

@@ -46,8 +46,9 @@ def d_step(
     augment: Augment | None = None,
     r1_gamma: float = 0.0,
     scaler: torch.amp.GradScaler | None = None,
-) -> dict[str, float]:
-    """Update D on (real, text), (real, wrong text) and (fake, text).
+) -> dict[str, torch.Tensor]:
+    """Update D on (real, text), (real, wrong text) and (fake, text); returns the losses as
+    detached 0-d tensors on the device (no host synchronisation: the loop reads them per tick).
 
     Args:
         real, fake: (B, 3, S, S) images at D's resolution; ``fake`` is detached here.
@@ -80,13 +81,13 @@ def d_step(
                 wrong_fake_weight=wrong_fake_weight,
                 uncond_weight=uncond_weight,
             )
-    out = {k: float(v) for k, v in terms.items()}
-    out["d_loss"] = float(loss.detach())
+    out = dict(terms)
+    out["d_loss"] = loss.detach()
     if r1_gamma > 0:
         scale = float(scaler.get_scale()) if scaler is not None else 1.0
         r1 = r1_penalty(discriminator, aug(real), text, autocast, scale)
         loss = loss + 0.5 * r1_gamma * r1
-        out["r1"] = float(r1.detach())
+        out["r1"] = r1.detach()
     _backward_step(loss, optimizer, scaler)
     return out
 
@@ -153,7 +154,7 @@ def g_step(
     matcher: nn.Module | None = None,
     match_weight: float = 0.0,
     scaler: torch.amp.GradScaler | None = None,
-) -> dict[str, float]:
+) -> dict[str, torch.Tensor]:
     """Update G to fool every discriminator at its scale, plus lambda * KL of its Conditioning
     Augmentation and, when ``color_weight > 0``, colour consistency between consecutive scales
     (StackGAN++ eq. 8; for v1 Stage-II, between the Stage-I image and its own), and when
@@ -170,7 +171,7 @@ def g_step(
     aug = augment or _identity
     optimizer.zero_grad(set_to_none=True)
     images = out.images[-len(discriminators) :]
-    res: dict[str, float] = {}
+    res: dict[str, torch.Tensor] = {}
     loss = torch.zeros((), device=images[-1].device)
     with autocast():
         for i, (d, img) in enumerate(zip(discriminators, images)):
@@ -181,7 +182,7 @@ def g_step(
             )
             loss = loss + adv
             suffix = f"_{i}" if len(discriminators) > 1 else ""
-            res.update({f"{k}{suffix}": float(v) for k, v in terms.items()})
+            res.update({f"{k}{suffix}": v for k, v in terms.items()})
     # finer stage pulled to the coarser one, for each consecutive pair of the output: v2's
     # branches, or v1's frozen Stage-I image and the Stage-II image
     for i in range(1, len(out.images)):
@@ -189,24 +190,24 @@ def g_step(
         if color_weight > 0:
             cc, terms = color_consistency(fine, coarse, color_weight)
             loss = loss + cc
-            res.update({f"{k}_{i}": float(v) for k, v in terms.items()})
+            res.update({f"{k}_{i}": v for k, v in terms.items()})
         if lowres_weight > 0:
             lr = lowres_consistency(fine, coarse)
             loss = loss + lowres_weight * lr
-            res[f"lowres_{i}"] = float(lr.detach())
+            res[f"lowres_{i}"] = lr.detach()
     if matcher is not None and text is not None and match_weight > 0:
         with autocast():
             emb = matcher(aug(out.images[-1]))
         match, acc = info_nce(emb, text)
         loss = loss + match_weight * match
-        res.update(match=float(match.detach()), match_top1=float(acc))
+        res.update(match=match.detach(), match_top1=acc.detach())
     if out.mus:
         kl = sum(
             (kl_divergence(m.float(), lv.float()) for m, lv in zip(out.mus, out.logvars)),
             torch.zeros((), device=loss.device),
         )
         loss = loss + kl_weight * kl
-        res["kl"] = float(kl.detach())
+        res["kl"] = kl.detach()
     _backward_step(loss, optimizer, scaler)
-    res["g_loss"] = float(loss.detach())
+    res["g_loss"] = loss.detach()
     return res

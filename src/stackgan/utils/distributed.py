@@ -85,6 +85,16 @@ def mean_across(values: dict[str, float], info: DistInfo) -> dict[str, float]:
     return {k: float(v) / info.world_size for k, v in zip(keys, t.tolist())}
 
 
+def sum_across(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """The element-wise sum of ``t`` over the ranks (one all-reduce, on ``t``'s device; the
+    tensor as it is alone)."""
+    if not info.enabled:
+        return t
+    t = t.clone()
+    dist.all_reduce(t)
+    return t
+
+
 def broadcast_text(text: str | None, info: DistInfo) -> str:
     """Rank 0's ``text`` on every rank (the run folder it created, say)."""
     if not info.enabled:
