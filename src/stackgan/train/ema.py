@@ -12,10 +12,12 @@ def update_ema(g_ema: nn.Module, generator: nn.Module, decay: float) -> None:
 
     ``decay = 0`` keeps g_ema an exact copy (the paper's setting: no averaging).
     """
-    for p_ema, p in zip(g_ema.parameters(), generator.parameters()):
-        if decay == 0.0:
-            p_ema.copy_(p)
-        else:
-            p_ema.lerp_(p.to(p_ema.dtype), 1.0 - decay)
-    for b_ema, b in zip(g_ema.buffers(), generator.buffers()):
-        b_ema.copy_(b)
+    # one multi-tensor kernel per list instead of one launch per tensor (a GPU step is
+    # launch-bound); the same lerp and copy, element for element
+    ema_params = list(g_ema.parameters())
+    params = [p.to(e.dtype) for e, p in zip(ema_params, generator.parameters())]
+    if decay == 0.0:
+        torch._foreach_copy_(ema_params, params)
+    else:
+        torch._foreach_lerp_(ema_params, params, 1.0 - decay)
+    torch._foreach_copy_(list(g_ema.buffers()), list(generator.buffers()))
