@@ -1,5 +1,5 @@
-"""The ``stackgan`` command line: train | sample | export | data | eval | consistency |
-text-encoder | models | demo | serve.
+"""The ``stackgan`` command line: train | sample | export | convert | data | eval |
+consistency | text-encoder | models | demo | serve.
 
 One module per command, each a thin layer over a library function; this module holds the group,
 its error handling and console logging.
@@ -13,6 +13,7 @@ import sys
 import click
 
 from stackgan import __version__
+from stackgan.cli.convert import convert
 from stackgan.cli.data import data
 from stackgan.cli.demo import demo
 from stackgan.cli.evaluate import consistency, eval_cmd
@@ -65,6 +66,7 @@ for _command in (
     train,
     sample,
     export,
+    convert,
     data,
     consistency,
     eval_cmd,

@@ -22,9 +22,11 @@ class CondAugment(nn.Module):
         cond_dim: size of c (N_g = 128 in the paper).
         glu: StackGAN++'s variant, fc(text_dim -> 4 * cond_dim) + GLU; otherwise v1's
             fc(text_dim -> 2 * cond_dim) + LeakyReLU(0.2).
+        relu: v1 only: a plain ReLU after the fc instead of the leaky one (the PyTorch
+            release's ``CA_NET``; ``stackgan convert`` sets it for that release's weights).
     """
 
-    def __init__(self, text_dim: int, cond_dim: int, glu: bool = False) -> None:
+    def __init__(self, text_dim: int, cond_dim: int, glu: bool = False, relu: bool = False) -> None:
         super().__init__()
         self.text_dim = text_dim
         self.cond_dim = cond_dim
@@ -32,7 +34,7 @@ class CondAugment(nn.Module):
         # The TensorFlow release uses a leaky ReLU after the fc. The later PyTorch release's plain
         # ReLU forces logvar >= 0 (sigma >= 1) and mu >= 0; the issue follows TF where they differ.
         # StackGAN++ gates instead, which leaves mu and logvar free in sign.
-        self.act: nn.Module = GLU() if glu else nn.LeakyReLU(0.2)
+        self.act: nn.Module = GLU() if glu else nn.ReLU() if relu else nn.LeakyReLU(0.2)
 
     def forward(
         self, text_emb: torch.Tensor, noise: torch.Tensor | None = None

@@ -32,11 +32,20 @@ def build_generator(cfg: ExperimentConfig, stage: int | None = None) -> nn.Modul
             m.stage1_img_size,
         )
     stage = m.stage if stage is None else stage
-    stage1 = Stage1Generator(cfg.text.dim, m.z_dim, m.cond_dim, m.ngf, m.stage1_img_size)
+    relu = m.ca_activation == "relu"
+    stage1 = Stage1Generator(
+        cfg.text.dim, m.z_dim, m.cond_dim, m.ngf, m.stage1_img_size, ca_relu=relu
+    )
     if stage == 1:
         return stage1
     return Stage2Generator(
-        stage1, m.cond_dim, m.ngf2, m.num_res_blocks, m.stage2_img_size, skip=m.stage2_skip
+        stage1,
+        m.cond_dim,
+        m.ngf2,
+        m.num_res_blocks,
+        m.stage2_img_size,
+        skip=m.stage2_skip,
+        ca_relu=relu,
     )
 
 

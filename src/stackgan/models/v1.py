@@ -44,6 +44,7 @@ class Stage1Generator(nn.Module):
         cond_dim: Conditioning Augmentation size (128).
         ngf: base width (128 in the paper: the fc output is 4x4x1024).
         img_size: output resolution (64).
+        ca_relu: a plain ReLU after the CA fc (the PyTorch release) instead of a leaky one.
     """
 
     def __init__(
@@ -53,6 +54,7 @@ class Stage1Generator(nn.Module):
         cond_dim: int = 128,
         ngf: int = 128,
         img_size: int = 64,
+        ca_relu: bool = False,
     ) -> None:
         super().__init__()
         self.text_dim, self.z_dim, self.cond_dim, self.img_size = (
@@ -61,7 +63,7 @@ class Stage1Generator(nn.Module):
             cond_dim,
             img_size,
         )
-        self.ca = CondAugment(text_dim, cond_dim)
+        self.ca = CondAugment(text_dim, cond_dim, relu=ca_relu)
         ch = ngf * 8
         self.fc = nn.Sequential(
             nn.Linear(z_dim + cond_dim, ch * BASE_SIZE * BASE_SIZE, bias=False),
@@ -112,6 +114,7 @@ class Stage2Generator(nn.Module):
         skip: not in the paper. The output is tanh(atanh(up(I_0)) + r): the network paints a
             correction r (zero at initialisation) to the bilinearly upsampled Stage-I image I_0
             rather than a whole new image, so it starts from Stage-I's layout and colours.
+        ca_relu: a plain ReLU after its CA fc (the PyTorch release) instead of a leaky one.
     """
 
     def __init__(
@@ -122,13 +125,14 @@ class Stage2Generator(nn.Module):
         num_res_blocks: int = 4,
         img_size: int = 256,
         skip: bool = False,
+        ca_relu: bool = False,
     ) -> None:
         super().__init__()
         self.stage1 = stage1
         self.stage1.requires_grad_(False)
         self.text_dim, self.z_dim, self.img_size = stage1.text_dim, stage1.z_dim, img_size
         self.cond_dim = cond_dim
-        self.ca = CondAugment(stage1.text_dim, cond_dim)
+        self.ca = CondAugment(stage1.text_dim, cond_dim, relu=ca_relu)
         # 1. encoder: 3x3 conv, then 4x4 stride-2 convs down to 16x16 (two for a 64 input)
         n_down = log2_ratio(stage1.img_size, STAGE2_CODE_SIZE)
         enc: list[nn.Module] = [conv3x3(3, ngf), nn.ReLU(inplace=True)]
