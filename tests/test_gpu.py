@@ -61,3 +61,21 @@ def test_bundled_model_samples_the_same_on_cuda_and_cpu():
     b = torch.from_numpy(np.asarray(gpu.images[0], dtype=np.float32))
     # same noise (drawn on the CPU) and weights; kernels differ, so pixels agree to a few levels
     assert (a - b).abs().mean() < 4.0
+
+
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_compiled_cuda_steps_give_the_eager_losses_within_bf16_tolerance(
+    tiny_shapes, tmp_path, mode
+):
+    extra = {**CUDA, "train.amp": "bf16", "train.total_iters": 4, "train.tick_iters": 1}
+    train(tiny_config(tiny_shapes, **extra), tmp_path / "eager")
+    train(tiny_config(tiny_shapes, **extra, **{"train.compile": mode}), tmp_path / "comp")
+    for name in ("eager", "comp"):
+        assert (tmp_path / name / "stats.jsonl").exists()
+    read = [
+        [json.loads(x) for x in (tmp_path / n / "stats.jsonl").read_text().splitlines()]
+        for n in ("eager", "comp")
+    ]
+    for a, b in zip(*read):
+        for k in ("d_loss", "g_loss", "kl"):
+            assert b[k] == pytest.approx(a[k], rel=3e-2, abs=3e-2), k

@@ -34,6 +34,7 @@ MAX_WIDTH = 4096  # ngf, ndf, ngf2, ndf2, z_dim, cond_dim, disc_text_dim
 MAX_TEXT_DIM = 16384  # text.dim (char-CNN-RNN: 1024)
 MAX_RES_BLOCKS = 64
 MAX_IMG_SIZE = 1024  # StackGAN++ reaches 256 (its code allows 512)
+CA_ACTIVATIONS = ("leaky", "relu")  # model.ca_activation: TF release, PyTorch release
 
 
 class ConfigError(ValueError):
@@ -106,6 +107,9 @@ class ModelConfig:
     # like StyleGAN2's skip generator. It starts as the Stage-I image and cannot lose a small
     # object by repainting it. Off in the paper presets.
     stage2_skip: bool = False
+    # v1 only (v2 always gates with GLU): the activation after the CA fc. "leaky": the
+    # TensorFlow release's LeakyReLU(0.2); "relu": the PyTorch release's (converted weights).
+    ca_activation: str = "leaky"
 
     def __post_init__(self) -> None:
         if self.stage not in (1, 2):
@@ -129,6 +133,10 @@ class ModelConfig:
                 )
         if self.stage2_img_size <= self.stage1_img_size:
             raise ConfigError("model.stage2_img_size must be larger than stage1_img_size")
+        if self.ca_activation not in CA_ACTIVATIONS:
+            raise ConfigError(
+                f"model.ca_activation must be one of {CA_ACTIVATIONS}, got {self.ca_activation!r}"
+            )
         if self.joint_kernel not in (0, 1, 3):
             raise ConfigError(
                 f"model.joint_kernel must be 0 (auto), 1 or 3, got {self.joint_kernel}"
@@ -261,6 +269,10 @@ class TrainConfig:
     # on GPUs that have it, else fp16 with a loss scaler per optimiser (utils.runtime.amp_dtype)
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     channels_last: bool = True
+    # torch.compile of G's forward and each D step's modules: "off", "default",
+    # "reduce-overhead" (CUDA graphs: for a GPU step bound by kernel launches) or
+    # "max-autotune"; the first iterations pay for the compilation (a minute or more)
+    compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = "off"
     # under torchrun: batch statistics over every rank's samples (SyncBatchNorm on CUDA, a
     # gloo all-reduce on the CPU) rather than each rank's own; train.batch_size is per rank
     sync_batchnorm: bool = False

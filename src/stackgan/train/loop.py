@@ -51,6 +51,7 @@ from stackgan.train.setup import TrainData, build_data, build_networks, image_ma
 from stackgan.train.state import (
     TrainState,
     build_state,
+    compile_phases,
     distribute,
     init_networks,
     restore_state,
@@ -168,6 +169,8 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None, info
         init_networks(tc.init_from, cfg, state)
     if info.enabled:
         distribute(state, device, cfg.train.sync_batchnorm)
+    if cfg.train.compile != "off":
+        compile_phases(state, cfg.train.compile)
     if not info.is_main:  # rank 0 fits and saves the image matcher; the others read it
         barrier(info)
     matcher = image_matcher(cfg, run_dir, data, device, rt.augment)

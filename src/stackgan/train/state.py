@@ -265,6 +265,21 @@ def distribute(state: TrainState, device: torch.device, sync: bool) -> None:
         ph.wrapped = DistributedDataParallel(module, device_ids=ids, **_buffer_sync(not sync))
 
 
+def compile_phases(state: TrainState, mode: str) -> None:
+    """``torch.compile`` what each phase calls (the DDP wrapper too, whose graph breaks at
+    the gradient buckets): G's forward and each D's forward in its D step. The modules
+    themselves stay as they are, so checkpoints and exports keep their parameter names; the
+    G step scores the fakes with the plain (frozen) discriminators. Random ops inside the
+    compiled code (the CA noise) draw from torch's own generator, as in eager mode, so a
+    compiled run consumes the same random stream and resumes as exactly."""
+    from torch._inductor import list_mode_options
+
+    # the mode's own options plus that one, for these modules only (no process-wide setting)
+    options = {**list_mode_options(mode), "fallback_random": True}
+    for ph in (*state.d_phases, state.g_phase):
+        ph.wrapped = torch.compile(ph.trained, options=options)  # type: ignore[assignment]
+
+
 def _buffer_sync(on: bool) -> dict[str, Any]:
     """DDP's buffer-broadcast switch under the name this torch knows (``broadcast_buffers``
     became ``forward_sync_buffers``; the buffers start equal on every rank either way)."""
