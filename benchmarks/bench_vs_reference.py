@@ -108,12 +108,15 @@ def ours_step(
     text: torch.Tensor,
     real: torch.Tensor,
     autocast: Callable[[], contextlib.AbstractContextManager[object]],
+    compiled: tuple[torch.nn.Module, torch.nn.Module] | None = None,
 ) -> None:
     """One iteration of this project's loop (stackgan.train.loop._iteration without the data):
-    G's images once, the D phase, then the G phase with D frozen. Losses stay on the device."""
+    G's images once, the D phase, then the G phase with D frozen. Losses stay on the device.
+    ``compiled``: torch.compile'd (G, D) for G's forward and the D step, as train.compile."""
+    g_run, d_run = compiled or (g, d)
     with autocast():
-        out = g(z, text)
-    d_step(d, d_opt, real, out.images[-1], text, text.roll(1, 0), autocast=autocast)
+        out = g_run(z, text)
+    d_step(d_run, d_opt, real, out.images[-1], text, text.roll(1, 0), autocast=autocast)
     d.requires_grad_(False)
     try:
         g_step(g, [d], g_opt, out, text, autocast=autocast)
@@ -170,6 +173,9 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--amp", default="auto", help="our side's precision: auto, bf16, off, ...")
     ap.add_argument("--scale", type=int, default=1, help="divide the paper widths by this")
+    ap.add_argument(
+        "--compile", default="off", help="our side: off, default, reduce-overhead (CUDA graphs)"
+    )
     args = ap.parse_args()
     device = torch.device(args.device)
     widths = {k: (v if k == "res" else v // args.scale) for k, v in PAPER.items()}
@@ -191,11 +197,21 @@ def main() -> None:
     def run_ref() -> None:
         reference_step(*ref[:4], z, text, real)
 
+    compiled = None
+    if args.compile != "off":
+        from torch._inductor import list_mode_options
+
+        opts = {**list_mode_options(args.compile), "fallback_random": True}
+        compiled = (torch.compile(ours[0], options=opts), torch.compile(ours[1], options=opts))
+
     def run_ours() -> None:
+        ours_step(*ours[:4], z, text, real_cl, autocast, compiled)
+
+    def run_ours_eager() -> None:  # the same arithmetic, counted without the compiler
         ours_step(*ours[:4], z, text, real_cl, autocast)
 
     flops = {}
-    for label, fn in (("reference", run_ref), ("ours", run_ours)):
+    for label, fn in (("reference", run_ref), ("ours", run_ours_eager)):
         with FlopCounterMode(display=False) as fc:
             fn()
         flops[label] = fc.get_total_flops()
@@ -215,6 +231,8 @@ def main() -> None:
             peaks[torch.float32] if label == "reference" or amp == "fp32" else peaks[torch.bfloat16]
         )
         what = "eager fp32 NCHW" if label == "reference" else f"{amp} channels_last"
+        if label == "ours" and args.compile != "off":
+            what += f" compile={args.compile}"
         print(
             f"  {label:9s} ({what:22s}) {med[label] * 1000:9.1f} ms/it  "
             f"{flops[label] / 1e9:7.1f} GFLOP/it  "
