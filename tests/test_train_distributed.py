@@ -97,7 +97,8 @@ def test_two_processes_equal_one_with_the_same_global_batch_and_resume_with_any(
             2,
             config,
             two,
-            *_sets(tiny_shapes, **{**ddp, "train.total_iters": 5}),
+            # a tick of 2 that total_iters cuts short: every rank must close it together
+            *_sets(tiny_shapes, **{**ddp, "train.total_iters": 5, "train.tick_iters": 2}),
             "--resume",
             str(two / "checkpoint-latest.pt"),
         )

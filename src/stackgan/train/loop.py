@@ -235,10 +235,10 @@ def _fit(
                 pbar.update(1)
             out_of_time = _out_of_time(cfg, state)
             done = state.step >= tc.total_iters or out_of_time
-            if state.step % tc.tick_iters == 0 or done:
-                elapsed = time.time() - tick_start
+            if _tick_due(cfg, state, out_of_time):
                 n = len(tick_stats)
-                means = tick_stats.finish(rt.dist, run_dir)
+                means = tick_stats.finish(rt.dist, run_dir)  # waits for the device's queue
+                elapsed = time.time() - tick_start
                 if pbar is not None:
                     pbar.set_postfix(d=f"{means['d_loss']:.3f}", g=f"{means.get('g_loss', 0):.3f}")
                 _tick(cfg, run_dir, data, state, rt, grid, monitor, log, means, elapsed / n, done)
@@ -252,6 +252,13 @@ def _fit(
         if pbar is not None:
             pbar.close()
         log.close()
+
+
+def _tick_due(cfg: ExperimentConfig, state: TrainState, out_of_time: bool) -> bool:
+    """Whether this iteration ends a tick: every tick_iters, at total_iters and when the time
+    budget is spent. Every rank decides the same (the per-tick all-reduce depends on it)."""
+    tc = cfg.train
+    return state.step % tc.tick_iters == 0 or state.step >= tc.total_iters or out_of_time
 
 
 def _out_of_time(cfg: ExperimentConfig, state: TrainState) -> bool:
@@ -297,7 +304,7 @@ def _fit_quietly(
     while state.step < cfg.train.total_iters:
         _step(cfg, data, state, matcher, rt, tick_stats)
         out_of_time = _out_of_time(cfg, state)
-        if state.step % cfg.train.tick_iters == 0 or out_of_time:
+        if _tick_due(cfg, state, out_of_time):  # rank 0's rule: the same all-reduces
             tick_stats.finish(rt.dist, Path("."))
         if out_of_time:
             break
@@ -382,6 +389,7 @@ def _iteration(
             augment=rt.augment,
             r1_gamma=r1_gamma,
             scaler=ph.scaler,
+            r1_discriminator=ph.eager,
         )
         suffix = f"_{i}" if len(state.d_phases) > 1 else ""
         stats.update({f"{k}{suffix}": v for k, v in d_stats.items()})

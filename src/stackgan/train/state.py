@@ -47,11 +47,19 @@ class Phase:
     interval: int = 1
     scaler: torch.amp.GradScaler | None = None  # fp16 only: its own loss scale per optimiser
     wrapped: nn.Module | None = None  # under torchrun: the DistributedDataParallel wrapper
+    compiled: nn.Module | None = None  # train.compile: torch.compile of the above
 
     @property
     def trained(self) -> nn.Module:
-        """What this phase calls: the DDP wrapper (which averages the gradients over the
-        ranks) when there is one, else the module."""
+        """What this phase calls: the compiled module when ``train.compile`` is on, else the
+        DDP wrapper (which averages the gradients over the ranks) when there is one, else
+        the module."""
+        return self.compiled if self.compiled is not None else self.eager
+
+    @property
+    def eager(self) -> nn.Module:
+        """The DDP wrapper or the module, never compiled: for what torch.compile cannot run
+        (the R1 penalty's gradient of a gradient)."""
         return self.wrapped if self.wrapped is not None else self.module
 
 
@@ -269,15 +277,16 @@ def compile_phases(state: TrainState, mode: str) -> None:
     """``torch.compile`` what each phase calls (the DDP wrapper too, whose graph breaks at
     the gradient buckets): G's forward and each D's forward in its D step. The modules
     themselves stay as they are, so checkpoints and exports keep their parameter names; the
-    G step scores the fakes with the plain (frozen) discriminators. Random ops inside the
-    compiled code (the CA noise) draw from torch's own generator, as in eager mode, so a
-    compiled run consumes the same random stream and resumes as exactly."""
+    G step scores the fakes with the plain (frozen) discriminators, and the R1 penalty (a
+    gradient of a gradient, which compiled code does not support) runs eagerly. Random ops
+    inside the compiled code (the CA noise) draw from torch's own generator, as in eager
+    mode, so a compiled run consumes the same random stream and resumes as exactly."""
     from torch._inductor import list_mode_options
 
     # the mode's own options plus that one, for these modules only (no process-wide setting)
     options = {**list_mode_options(mode), "fallback_random": True}
     for ph in (*state.d_phases, state.g_phase):
-        ph.wrapped = torch.compile(ph.trained, options=options)  # type: ignore[assignment]
+        ph.compiled = torch.compile(ph.eager, options=options)  # type: ignore[assignment]
 
 
 def _buffer_sync(on: bool) -> dict[str, Any]:

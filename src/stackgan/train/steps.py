@@ -46,6 +46,7 @@ def d_step(
     augment: Augment | None = None,
     r1_gamma: float = 0.0,
     scaler: torch.amp.GradScaler | None = None,
+    r1_discriminator: nn.Module | None = None,
 ) -> dict[str, torch.Tensor]:
     """Update D on (real, text), (real, wrong text) and (fake, text); returns the losses as
     detached 0-d tensors on the device (no host synchronisation: the loop reads them per tick).
@@ -58,6 +59,8 @@ def d_step(
         r1_gamma: when > 0, adds ``r1_gamma / 2 * r1_penalty`` (see :func:`r1_penalty`); the
             loop passes the lazily scaled gamma on regularisation steps and 0 otherwise.
         scaler: the loss scaler of fp16 training (None otherwise).
+        r1_discriminator: the same discriminator, not compiled, for the R1 penalty (default:
+            ``discriminator``).
     """
     aug = augment or _identity
     optimizer.zero_grad(set_to_none=True)
@@ -85,7 +88,8 @@ def d_step(
     out["d_loss"] = loss.detach()
     if r1_gamma > 0:
         scale = float(scaler.get_scale()) if scaler is not None else 1.0
-        r1 = r1_penalty(discriminator, aug(real), text, autocast, scale)
+        d_r1 = r1_discriminator if r1_discriminator is not None else discriminator
+        r1 = r1_penalty(d_r1, aug(real), text, autocast, scale)  # type: ignore[arg-type]
         loss = loss + 0.5 * r1_gamma * r1
         out["r1"] = r1.detach()
     _backward_step(loss, optimizer, scaler)

@@ -60,7 +60,10 @@ def init_distributed(device_type: str = "cpu") -> DistInfo:
     if info.enabled and not dist.is_initialized():
         if device_type == "cuda":
             torch.cuda.set_device(info.local_rank)
-        dist.init_process_group("nccl" if device_type == "cuda" else "gloo", timeout=DIST_TIMEOUT)
+        # on GPUs, NCCL for the CUDA tensors (gradients, batch norm) and gloo for the few CPU
+        # scalars (the iteration's seconds), which then never wait on the GPU's stream
+        backend = "cpu:gloo,cuda:nccl" if device_type == "cuda" else "gloo"
+        dist.init_process_group(backend, timeout=DIST_TIMEOUT)
     return info
 
 
