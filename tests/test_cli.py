@@ -253,7 +253,11 @@ def test_demo_writes_a_gallery_and_trains(tiny_model, tmp_path):
     )
     assert r.exit_code == 0, r.output
     page = (out / "index.html").read_text()
-    assert page.count("<tr>") == 4  # header + 3 captions
+    from stackgan.pretrained import PRETRAINED
+
+    n_birds = len(PRETRAINED["birds"].examples)
+    assert page.count("<tr>") == 4 + n_birds  # header + 3 captions, then the birds gallery
+    assert "Birds: new sentences" in page and PRETRAINED["birds"].examples[0] in page
     for s in (1,):
         assert (out / "images" / f"000-stage{s}.png").exists()
     assert "consistency.json" in {p.name for p in out.iterdir()}

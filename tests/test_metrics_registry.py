@@ -69,3 +69,27 @@ def test_training_writes_one_metric_file_per_metric(tiny_shapes, tmp_path):
     assert "consistency4_object" in recs[0]["results"] and recs[0]["num_samples"] == 4
     stats = json.loads((tmp_path / "run" / "stats.jsonl").read_text().splitlines()[0])
     assert stats["metric/consistency_object"] == recs[0]["results"]["consistency4_object"]
+
+
+class _ThreeImages:
+    """A split of three images with 3, 2 and 1 captions (no features needed here)."""
+
+    def image_captions(self):
+        return [["a0", "a1", "a2"], ["b0", "b1"], ["c0"]]
+
+
+def test_more_samples_than_images_draw_further_captions_of_each(sampler, tmp_path):
+    def captions(n):
+        opts = MetricOptions(sampler, str(tmp_path), num_samples=n, seed=0)
+        opts.cache["real"] = (None, _ThreeImages())
+        caps, items = metric_captions(opts)
+        assert items is None
+        return caps
+
+    seven = captions(7)
+    assert len(seven) == 7
+    # pass after pass, one caption of each image in order
+    assert [c[0] for c in seven] == ["a", "b", "c", "a", "b", "c", "a"]
+    assert seven[2] == seven[5] == "c0"
+    # fewer samples keep the first pass's draw (the training metric's captions do not move)
+    assert captions(2) == seven[:2] and captions(0) == seven[:3]

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -113,11 +115,17 @@ def test_bundled_models_by_name(tmp_path):
 
     assert resolve_model("shapes") == resolve_model(None) == default_model_path()
     assert Text2ImageSampler.from_pretrained("shapes").resolution == 256
-    with pytest.raises(CheckpointError, match="unknown model 'birds': bundled models are shapes"):
-        Text2ImageSampler.from_pretrained("birds")
+    with pytest.raises(CheckpointError, match="unknown model 'ravens': bundled models are birds"):
+        Text2ImageSampler.from_pretrained("ravens")
+    birds = Text2ImageSampler.from_pretrained("birds")
+    assert birds.resolution == 64 and birds.cfg.data.name == "birds"
+    out = birds([PRETRAINED["birds"].examples[0]], seed=0)
+    assert out.images[0].size == (64, 64)
     # an existing file of that name wins over the bundled one
     (tmp_path / "shapes").write_bytes(b"x")
     assert resolve_model(tmp_path / "shapes") == tmp_path / "shapes"
     r = CliRunner().invoke(main, ["models"])
     assert r.exit_code == 0 and all(name in r.output for name in PRETRAINED)
-    assert "docs/models/shapes-v1.md" in r.output
+    assert "docs/models/shapes-v1.md" in r.output and "docs/models/birds-v1.md" in r.output
+    for m in PRETRAINED.values():  # every bundled model has its card
+        assert (Path(__file__).parents[1] / m.card).is_file()

@@ -561,6 +561,17 @@ def test_model_names_must_be_unique_and_files_must_exist(tmp_path):
     assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
 
 
+def test_bundled_birds_model_is_served_by_name_with_its_own_examples():
+    from stackgan.pretrained import PRETRAINED
+
+    models = load_models(["shapes", "birds"])
+    assert set(models) == {"shapes", "birds"}
+    birds = models["birds"].describe()
+    assert birds["dataset"] == "birds" and birds["resolution"] == 64
+    assert birds["source"] == "bundled (birds-v1.safetensors)"
+    assert birds["examples"] and set(birds["examples"]) <= set(PRETRAINED["birds"].examples)
+
+
 def test_without_the_serve_extra_the_command_says_what_to_install(monkeypatch):
     for mod in ("fastapi", "stackgan.serve", "stackgan.serve.app", "stackgan.serve.schemas"):
         monkeypatch.setitem(sys.modules, mod, None)  # None in sys.modules: ImportError

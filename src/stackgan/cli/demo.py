@@ -1,8 +1,9 @@
 """``stackgan demo``: the newcomer's first run.
 
 1. renders a small ``shapes`` dataset, 2. samples its test captions with the bundled model and
-writes an HTML gallery of Stage-I and Stage-II images with the consistency figures, 3. runs a
-short training so the loop can be seen working (``--no-train`` skips it).
+writes an HTML gallery of Stage-I and Stage-II images with the consistency figures, beside a
+gallery of the bundled ``birds`` model on sentences that are in no caption file, 3. runs a short
+training so the loop can be seen working (``--no-train`` skips it).
 """
 
 from __future__ import annotations
@@ -98,16 +99,53 @@ def demo(
     metrics = evaluate_sampler(sampler, data_root, "test", seed=seed, progress=False)
     (out / "consistency.json").write_text(json.dumps(metrics, indent=2) + "\n")
     judged = [judge_image(a) for a in stage_arrays[-1]]
+    birds_note = _birds_gallery(out, seed)
 
     train_note = "skipped (--no-train)"
     if do_train:
         click.echo(f"[3/3] a short Stage-I training run ({train_iters} iterations)")
         train_note = _short_training(out, data_root, train_iters, seed)
-    _write_gallery(out, shown, len(stage_arrays), judged, metrics, train_note)
+    _write_gallery(out, shown, len(stage_arrays), judged, metrics, train_note, birds_note)
     click.echo(f"gallery: {out / 'index.html'}")
     click.echo(
         f"object colour right in {metrics['object_color_acc']:.1%}, background in "
         f"{metrics['background_acc']:.1%} of {metrics['num_images']} test captions"
+    )
+
+
+def _birds_gallery(out: Path, seed: int) -> str:
+    """The bundled birds model on its ten example sentences (none is in a caption file of its
+    data), two samples each -> an HTML section (empty when the package has no birds model)."""
+    from stackgan.pretrained import PRETRAINED
+    from stackgan.sampling import Text2ImageSampler
+    from stackgan.utils.images import save_png, to_uint8
+
+    birds = PRETRAINED.get("birds")
+    if birds is None or not birds.path.is_file():
+        return ""
+    click.echo(f"[2/3] sampling {len(birds.examples)} new sentences with the bundled birds model")
+    sampler = Text2ImageSampler.from_pretrained("birds")
+    captions = [c for c in birds.examples for _ in range(2)]
+    stages = [to_uint8(s) for s in sampler.generate(sampler.encode_text(captions), seed=seed)]
+    img_dir = out / "images"
+    rows = []
+    for i, cap in enumerate(birds.examples):
+        cells = ""
+        for s, arrs in enumerate(stages, start=1):
+            for j in (2 * i, 2 * i + 1):
+                save_png(arrs[j], img_dir / f"birds-{j:03d}-stage{s}.png")
+                cells += (
+                    f'<td><img src="images/birds-{j:03d}-stage{s}.png" width="128" '
+                    f'height="128" alt="{html.escape(cap)}, stage {s}"></td>'
+                )
+        rows.append(f"<tr><td class='cap'>{html.escape(cap)}</td>{cells}</tr>")
+    size = stages[-1].shape[1]
+    return (
+        f"<h2>Birds: new sentences</h2><p>The bundled <code>birds</code> model "
+        f"({html.escape(birds.description)}; {size} px shown at 128 px, two samples per "
+        f"sentence). None of these sentences is in its training captions. Model card: "
+        f"<code>{html.escape(birds.card)}</code>.</p>"
+        f"<table>{''.join(rows)}</table>"
     )
 
 
@@ -169,6 +207,7 @@ def _write_gallery(
     judged: list[Judgement],
     metrics: dict[str, Any],
     train_note: str,
+    birds: str = "",
 ) -> None:
     rows = []
     for i, ((cap, attrs, comp), j) in enumerate(zip(shown, judged)):
@@ -198,7 +237,7 @@ object colour right in <b>{m["object_color_acc"]:.1%}</b>, background in
 <b>{m["background_acc"]:.1%}</b>; on the {m["num_compositional"]} held-out shape-colour
 captions: {_pct(comp_obj)} and {_pct(comp_bg)}.</p>
 <table><tr><th>caption</th>{heads}</tr>{"".join(rows)}</table>
-<h2>Short training run</h2><p>{train_note}</p></body></html>"""
+{birds}<h2>Short training run</h2><p>{train_note}</p></body></html>"""
     (out / "index.html").write_text(page)
 
 

@@ -51,7 +51,11 @@ def consistency(
 @data_option("Dataset folder (its test split is the reference).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
 @click.option(
-    "--num-samples", default=0, show_default=True, help="Captions to generate (0 = all test)."
+    "--num-samples",
+    default=0,
+    show_default=True,
+    help="Images to generate: 0 = one per test image; more than the test images draws further "
+    "captions of each (e.g. 2000 on birds-cub50's 983).",
 )
 @click.option(
     "--max-train",

@@ -68,7 +68,7 @@ class EvalOptions:
     out_dir: str
     model: str | None = None  # None: the bundled model
     split: str = "test"
-    num_samples: int = 0  # 0: one per image of the split
+    num_samples: int = 0  # 0: one per image of the split; more: further captions of each
     max_train: int = 0  # real training images for the IS head (0: all)
     seed: int = 0
     device: str = "cpu"

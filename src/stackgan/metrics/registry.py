@@ -51,7 +51,7 @@ class MetricOptions:
     sampler: Any
     data_root: str
     split: str = "test"
-    num_samples: int = 0  # 0: one per image of the split
+    num_samples: int = 0  # 0: one per image of the split; more: further captions of each
     seed: int = 0
     progress: bool = False
     detector: torch.nn.Module | None = None
@@ -103,7 +103,12 @@ def metric_captions(opts: MetricOptions) -> tuple[list[str], list[Any] | None]:
             caps = [c for c, _, _ in items]
         else:
             rng = random.Random(opts.seed)
-            caps = [rng.choice(c) for c in _split(opts).image_captions()]
+            per_image = _split(opts).image_captions()
+            caps = [rng.choice(c) for c in per_image]
+            # more samples than images (the papers' FID on CUB uses 30,000): further passes,
+            # another random caption of each image per pass
+            while opts.num_samples > len(caps):
+                caps += [rng.choice(c) for c in per_image]
             caps = caps[: opts.num_samples or None]
         if len(caps) < 2:
             raise MetricError(f"need at least 2 {opts.split} captions under {opts.data_root}")

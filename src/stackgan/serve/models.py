@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stackgan.sampling import Text2ImageSampler, default_model_path
+from stackgan.pretrained import BIRDS_EXAMPLES, PRETRAINED, is_bundled_name
+from stackgan.sampling import Text2ImageSampler
 from stackgan.serve.batching import GenRequest, generate_batch
 
 logger = logging.getLogger(__name__)
-
-BUNDLED_NAME = "shapes"
 
 # Captions in each dataset's own words, for the web page's examples. `shapes` adds captions
 # drawn by its own caption generator (stackgan.data.shapes), so they stay in its vocabulary.
@@ -27,11 +26,7 @@ EXAMPLES: dict[str, list[str]] = {
         "a big red star on a sky blue background",
         "a tiny violet circle on the left, on a beige background",
     ],
-    "birds": [
-        "this bird is red with white and has a very short beak",
-        "a small yellow bird with black wings and a short pointed beak",
-        "this bird has a white belly, brown wings and a long tail",
-    ],
+    "birds": list(BIRDS_EXAMPLES[:6]),
     "flowers": [
         "this flower has petals that are yellow with red lines",
         "the petals of this flower are pink with a yellow center",
@@ -88,24 +83,28 @@ def example_captions(dataset: str, num: int = 6) -> list[str]:
 
 
 def model_name(spec: str) -> str:
-    """The name a ``--model`` value is served under."""
-    return BUNDLED_NAME if spec == BUNDLED_NAME else Path(spec).stem
+    """The name a ``--model`` value is served under: a bundled model's own name, else the
+    export file's stem."""
+    return spec if is_bundled_name(spec) else Path(spec).stem
 
 
 def load_model(spec: str, device: str = "cpu") -> ModelEntry:
-    """Load one model (``shapes`` or an export path) and warm it up with one image.
+    """Load one model (a bundled model's name or an export path) and warm it up with one image.
 
     Raises:
         FileNotFoundError: no such export file.
         CheckpointError: the file is not a usable export.
     """
-    if spec == BUNDLED_NAME:
-        sampler = Text2ImageSampler.from_pretrained(None, device=device)
-        source = f"bundled ({default_model_path().name})"
+    path = Path(spec)
+    if is_bundled_name(spec):
+        sampler = Text2ImageSampler.from_pretrained(spec, device=device)
+        source = f"bundled ({PRETRAINED[spec].file})"
     else:
-        path = Path(spec)
         if not path.is_file():
-            raise FileNotFoundError(f"--model {spec}: no such file (give 'shapes' or an export)")
+            names = ", ".join(sorted(PRETRAINED))
+            raise FileNotFoundError(
+                f"--model {spec}: no such file (give a bundled model's name, {names}, or an export)"
+            )
         sampler = Text2ImageSampler.from_pretrained(path, device=device)
         source = path.name
     examples = example_captions(sampler.cfg.data.name) if sampler.conditional else []
