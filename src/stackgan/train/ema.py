@@ -14,11 +14,13 @@ def update_ema(g_ema: nn.Module, generator: nn.Module, decay: float) -> None:
     """
     # one multi-tensor kernel per list instead of one launch per tensor (a GPU step is
     # launch-bound); the same lerp and copy, element for element
+    # (the foreach ops refuse empty lists: a module without parameters or buffers skips them)
     ema_params: list[torch.Tensor] = list(g_ema.parameters())
     params: list[torch.Tensor] = [p.to(e.dtype) for e, p in zip(ema_params, generator.parameters())]
-    if decay == 0.0:
+    if ema_params and decay == 0.0:
         torch._foreach_copy_(ema_params, params)
-    else:
+    elif ema_params:
         torch._foreach_lerp_(ema_params, params, 1.0 - decay)
     buffers: list[torch.Tensor] = list(g_ema.buffers())
-    torch._foreach_copy_(buffers, list(generator.buffers()))
+    if buffers:
+        torch._foreach_copy_(buffers, list(generator.buffers()))
