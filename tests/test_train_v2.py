@@ -164,3 +164,20 @@ def test_every_preset_loads():
     assert len(presets) >= 8
     for p in presets:
         load_config(p)
+
+
+def test_unconditional_training_on_a_dataset_layout_uses_its_split_only(tiny_shapes, tmp_path):
+    """A CUB / flowers / COCO root trains on data.split's images: the test images FID is
+    measured against are never trained on (a plain folder keeps every image)."""
+    from stackgan.data.folder import list_images
+    from stackgan.data.layouts import read_index
+    from stackgan.train.setup import build_data
+
+    train_keys = read_index(tiny_shapes, "train").keys
+    every = list_images(tiny_shapes / "CUB_200_2011" / "images")
+    assert len(train_keys) < len(every)
+    cfg = tiny_config(tiny_shapes, **V2, **{"model.conditional": False})
+    data = build_data(cfg, torch.device("cpu"))
+    assert len(data.ds) == len(train_keys)
+    folder = build_data(_uncond(tiny_shapes / "CUB_200_2011" / "images"), torch.device("cpu"))
+    assert len(folder.ds) == len(every)

@@ -56,11 +56,13 @@ class ImageFolderDataset:
         max_images: int = 0,
         cache_dir: str | Path | None = None,
         progress: bool = True,
+        paths: list[Path] | None = None,
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             raise DatasetError(f"image folder not found: {self.root}")
-        paths = list_images(self.root)
+        # ``paths``: these images of the folder only (a split of a dataset layout), else all
+        paths = list_images(self.root) if paths is None else list(paths)
         if max_images:
             paths = paths[:max_images]
         if not paths:

@@ -17,6 +17,7 @@ from stackgan.checkpoint import load_generator_weights
 from stackgan.config import ConfigError, ExperimentConfig
 from stackgan.data.cub import TextImageDataset
 from stackgan.data.folder import ImageFolderDataset
+from stackgan.data.layouts import detect_layout, read_index
 from stackgan.models.discriminator import Discriminator
 from stackgan.models.registry import build_discriminators, build_generator, image_sizes
 from stackgan.text.base import is_encoder_file
@@ -61,6 +62,12 @@ def build_data(cfg: ExperimentConfig, device: torch.device) -> TrainData:
     tc, dc = cfg.train, cfg.data
     sizes = image_sizes(cfg)
     if not cfg.model.conditional:  # StackGAN++ unconditional mode: any folder of images
+        # a dataset with splits (CUB, flowers, COCO) trains on its split's images alone, so the
+        # test images FID is measured against are never trained on
+        layout = detect_layout(Path(dc.root)) if dc.layout == "auto" else dc.layout
+        split_paths = None
+        if layout != "folder":
+            split_paths = read_index(dc.root, dc.split, layout, dc.max_images).image_paths
         folder = ImageFolderDataset(
             dc.root,
             sizes[-1],
@@ -68,8 +75,13 @@ def build_data(cfg: ExperimentConfig, device: torch.device) -> TrainData:
             max_images=dc.max_images,
             cache_dir=dc.cache_dir or None,
             progress=tc.progress,
+            paths=split_paths,
         )
-        logger.info("%d images, no text (unconditional)", len(folder))
+        logger.info(
+            "%d images (%s), no text (unconditional)",
+            len(folder),
+            f"{dc.split} split of the {layout} layout" if split_paths else "the whole folder",
+        )
         return TrainData(folder, sizes)
     ds = TextImageDataset(
         dc.root,
