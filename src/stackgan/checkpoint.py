@@ -251,14 +251,20 @@ def _read_export(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
     return meta, tensors
 
 
+def generator_shapes(cfg: ExperimentConfig) -> dict[str, tuple[int, ...]]:
+    """The tensor shapes of the generator ``cfg`` describes, built on the meta device (nothing
+    allocated, so a config asking for a huge network costs nothing to check)."""
+    with torch.device("meta"):
+        return {k: tuple(v.shape) for k, v in build_generator(cfg).state_dict().items()}
+
+
 def check_generator_shapes(path: str | Path, cfg: ExperimentConfig, shapes: dict[str, Any]) -> None:
-    """Compare a state dict's tensor shapes with the generator ``cfg`` describes, built on the
-    meta device (nothing allocated), so that a config asking for a huge network is refused
-    before any memory is spent on it."""
+    """Compare a state dict's tensor shapes with the generator ``cfg`` describes
+    (:func:`generator_shapes`), so that a config asking for a huge network is refused before
+    any memory is spent on it."""
 
     try:
-        with torch.device("meta"):
-            expected = {k: tuple(v.shape) for k, v in build_generator(cfg).state_dict().items()}
+        expected = generator_shapes(cfg)
     except (RuntimeError, ValueError, OverflowError) as exc:
         raise CheckpointError(f"{path}: its config describes no buildable network: {exc}") from exc
     missing = sorted(set(expected) - set(shapes))

@@ -27,10 +27,9 @@ from typing import Literal
 
 import torch
 
-from stackgan.checkpoint import export_generator, nonfinite
+from stackgan.checkpoint import export_generator, generator_shapes, nonfinite
 from stackgan.config import ConfigError, ExperimentConfig, config_from_dict
 from stackgan.models.discriminator import BASE_SIZE
-from stackgan.models.registry import build_generator
 from stackgan.models.v1 import STAGE2_CODE_SIZE
 from stackgan.text.encoders import CHAR_CNN_RNN_DIM
 
@@ -338,9 +337,9 @@ def _rename(
 def _check_shapes(
     state: Mapping[str, torch.Tensor], origin: Mapping[str, str], cfg: ExperimentConfig, where: str
 ) -> None:
-    """Every tensor against our generator built from ``cfg`` on the meta device."""
-    with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in build_generator(cfg).state_dict().items()}
+    """Every tensor against our generator built from ``cfg`` on the meta device, naming the
+    reference key of the first that does not fit."""
+    expected = generator_shapes(cfg)
     for key, value in state.items():
         if key not in expected:
             raise ConvertError(f"{where}: {origin[key]} has no place in the inferred network")

@@ -13,20 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stackgan.pretrained import BIRDS_EXAMPLES, PRETRAINED, is_bundled_name
+from stackgan.pretrained import PRETRAINED, is_bundled_name
 from stackgan.sampling import Text2ImageSampler
 from stackgan.serve.batching import GenRequest, generate_batch
 
 logger = logging.getLogger(__name__)
 
-# Captions in each dataset's own words, for the web page's examples. `shapes` adds captions
-# drawn by its own caption generator (stackgan.data.shapes), so they stay in its vocabulary.
+# Captions in each dataset's own words, for the web page's examples: a bundled model's own
+# examples (stackgan.pretrained), and for flowers two in its captions' style. `shapes` adds
+# captions drawn by its own caption generator (stackgan.data.shapes), in its vocabulary.
 EXAMPLES: dict[str, list[str]] = {
-    "shapes": [
-        "a big red star on a sky blue background",
-        "a tiny violet circle on the left, on a beige background",
-    ],
-    "birds": list(BIRDS_EXAMPLES[:6]),
+    "shapes": list(PRETRAINED["shapes"].examples),
+    "birds": list(PRETRAINED["birds"].examples[:6]),
     "flowers": [
         "this flower has petals that are yellow with red lines",
         "the petals of this flower are pink with a yellow center",

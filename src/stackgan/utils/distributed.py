@@ -83,8 +83,7 @@ def mean_across(values: dict[str, float], info: DistInfo) -> dict[str, float]:
     if not info.enabled or not values:
         return values
     keys = sorted(values)
-    t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
-    dist.all_reduce(t)
+    t = sum_across(torch.tensor([values[k] for k in keys], dtype=torch.float64), info)
     return {k: float(v) / info.world_size for k, v in zip(keys, t.tolist())}
 
 
