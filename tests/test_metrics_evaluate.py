@@ -162,3 +162,38 @@ def test_eval_r_precision_and_a_user_is_classifier(tiny_shapes, tmp_path):
     )
     with pytest.raises(MetricError, match=r"no\.pt"):
         evaluate(missing, extractor=MeanColour(), progress=False)
+
+
+def test_eval_of_an_unconditional_model_measures_fid_is_and_nearest_images(tiny_shapes, tmp_path):
+    """An unconditional StackGAN++ gets FID and IS against the split's images and the nearest
+    training images figure; nothing that needs text (R-precision, diversity per caption,
+    text and z interpolation, the CA figures)."""
+    from stackgan.checkpoint import export_generator
+    from stackgan.metrics.evaluate import EvalOptions, evaluate
+    from stackgan.models.registry import build_generator
+
+    from .conftest import tiny_config
+
+    cfg = tiny_config(
+        tiny_shapes, **{"model.version": "v2", "model.ngf": 8, "model.conditional": False}
+    )
+    model = tmp_path / "uncond.safetensors"
+    export_generator(model, build_generator(cfg).state_dict(), cfg)
+    out = tmp_path / "eval"
+    res = evaluate(
+        EvalOptions(str(tiny_shapes), str(out), str(model), num_samples=9),
+        extractor=MeanColour(),
+        progress=False,
+    )
+    assert res["num_samples"] == 9 and res["fid9"] > 0 and res["is"] >= 1.0
+    assert not {"r_precision", "diversity", "consistency", "attributes"} & set(res)
+    assert sorted(p.name for p in out.glob("fig-*.png")) == [
+        "fig-nearest-neighbours.png",
+        "fig-stages.png",
+    ]
+    assert "Text interpolation" not in (out / "report.html").read_text()
+    # without num_samples: one image per test image, as for a text-conditioned model
+    res = evaluate(
+        EvalOptions(str(tiny_shapes), str(out), str(model)), extractor=MeanColour(), progress=False
+    )
+    assert res["num_samples"] == res["num_real"]

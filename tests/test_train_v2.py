@@ -181,3 +181,23 @@ def test_unconditional_training_on_a_dataset_layout_uses_its_split_only(tiny_sha
     assert len(data.ds) == len(train_keys)
     folder = build_data(_uncond(tiny_shapes / "CUB_200_2011" / "images"), torch.device("cpu"))
     assert len(folder.ds) == len(every)
+
+
+def test_unconditional_training_measures_fid_and_keeps_the_best(tiny_shapes, tmp_path, monkeypatch):
+    """train.metric_fid works without text: FID of unconditional samples against the test
+    images, in metric-fid.jsonl and stats.jsonl, and model-best.safetensors."""
+    from stackgan.train import monitor
+
+    from .conftest import MeanColour
+
+    monkeypatch.setattr(monitor, "InceptionFeatures", lambda device: MeanColour())
+    extra = {"train.total_iters": 2, "train.metric_ticks": 1, "train.metric_samples": 6}
+    cfg = tiny_config(
+        tiny_shapes, **V2, **{"model.conditional": False, "train.metric_fid": True}, **extra
+    )
+    train(cfg, tmp_path / "run")
+    recs = [json.loads(x) for x in (tmp_path / "run" / "metric-fid.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in recs] == [1, 2] and recs[0]["num_samples"] == 6
+    stats = json.loads((tmp_path / "run" / "stats.jsonl").read_text().splitlines()[0])
+    assert stats["metric/fid6"] == recs[0]["results"]["fid6"] > 0
+    assert (tmp_path / "run" / "model-best.safetensors").exists()

@@ -98,8 +98,6 @@ def evaluate(
     out = Path(opts.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sampler = Text2ImageSampler.from_pretrained(opts.model, device=opts.device)
-    if not sampler.conditional:
-        raise MetricError("stackgan eval needs a text-conditioned model")
     net = (
         extractor
         if extractor is not None
@@ -150,13 +148,15 @@ def evaluate(
         **fid["results"],
     }
     res.update(_inception_score(opts, classifier, finals, fake, real, train, train_ds))
-    matcher = TrainedTextEncoder(opts.matcher) if opts.matcher else _own_matcher(sampler)
-    if matcher is not None:
-        res.update(_r_precision(matcher, captions, fake, real, test_ds, opts.seed))
-    # the diversity figure and the paper's figures use the first captions only
-    emb = sampler.encode_text(captions[: max(DIVERSITY_CAPTIONS, FIGURE_CAPTIONS)])
-    res["diversity"] = _diversity(sampler, emb, net, opts.seed)
-    res["diversity_ca_off"] = _diversity(sampler, emb, net, opts.seed, ca_noise=False)
+    emb = None  # an unconditional model: FID, IS and nearest neighbours, nothing about text
+    if sampler.conditional:
+        matcher = TrainedTextEncoder(opts.matcher) if opts.matcher else _own_matcher(sampler)
+        if matcher is not None:
+            res.update(_r_precision(matcher, captions, fake, real, test_ds, opts.seed))
+        # the diversity figure and the paper's figures use the first captions only
+        emb = sampler.encode_text(captions[: max(DIVERSITY_CAPTIONS, FIGURE_CAPTIONS)])
+        res["diversity"] = _diversity(sampler, emb, net, opts.seed)
+        res["diversity_ca_off"] = _diversity(sampler, emb, net, opts.seed, ca_noise=False)
     if items is not None:
         attrs, comp = [a for _, a, _ in items], [c for _, _, c in items]
         res["consistency"] = score(finals, attrs, comp)  # the registry's images, full detail
@@ -306,7 +306,7 @@ FIGURE_CAPTIONS = 4  # rows of the z-interpolation, CA and nearest-neighbour fig
 
 def _figures(
     sampler: Any,
-    emb: torch.Tensor,
+    emb: torch.Tensor | None,
     captions: list[str],
     fake: np.ndarray,
     finals: list[np.ndarray],
@@ -315,13 +315,14 @@ def _figures(
     size: int,
     seed: int,
 ) -> dict[str, np.ndarray]:
-
-    n = min(FIGURE_CAPTIONS, len(emb))
-    figs = {
-        "text-interpolation": F.text_interpolation(sampler, emb[0], emb[1], seed=seed),
-        "z-interpolation": F.z_interpolation(sampler, emb[:n], seed=seed),
-    }
-    figs["ca-on"], figs["ca-off"] = F.ca_ablation(sampler, emb[:n], seed=seed)
+    """The paper's figures; without text embeddings (an unconditional model), only the
+    nearest training images."""
+    n = min(FIGURE_CAPTIONS, len(fake))
+    figs: dict[str, np.ndarray] = {}
+    if emb is not None:
+        figs["text-interpolation"] = F.text_interpolation(sampler, emb[0], emb[1], seed=seed)
+        figs["z-interpolation"] = F.z_interpolation(sampler, emb[:n], seed=seed)
+        figs["ca-on"], figs["ca-off"] = F.ca_ablation(sampler, emb[:n], seed=seed)
     idx = F.nearest_indices(fake[:n], train)  # (n, k)
     neighbours = train_ds.images_at(torch.from_numpy(idx.reshape(-1)), [size], augment=False)[0]
     figs["nearest-neighbours"] = F.neighbour_grid(
@@ -367,7 +368,7 @@ def _write_report(
         f'<img alt="{name}" src="data:image/png;base64,{_png_b64(img)}">'
         for name, img in figs.items()
     )
-    if len(captions) > 1:
+    if "text-interpolation" in figs:
         figures = (
             f"<p>Text interpolation from &ldquo;{html.escape(captions[0])}&rdquo; to "
             f"&ldquo;{html.escape(captions[1])}&rdquo;.</p>\n" + figures

@@ -26,8 +26,11 @@ def generate_images(
     """Per chunk, the final-stage images (B, 3, S, S) in [-1, 1] for ``captions``;
     ``on_batch`` sees every stage of each chunk (the report's Stage-I | Stage-II rows)."""
     for s in tqdm(range(0, len(captions), batch), desc=desc, disable=not progress):
-        emb = sampler.encode_text(captions[s : s + batch])
-        stages = sampler.generate(emb, seed=seed + s)
+        if sampler.conditional:
+            stages = sampler.generate(sampler.encode_text(captions[s : s + batch]), seed=seed + s)
+        else:  # unconditional: the captions are placeholders that count the images
+            n = len(captions[s : s + batch])
+            stages = sampler.generate(None, seed=seed + s, num_images=n)
         if on_batch is not None:
             on_batch(stages)
         yield stages[-1]

@@ -94,11 +94,16 @@ def report_metric(result: dict[str, Any], run_dir: str | Path, **extra: Any) -> 
 
 def metric_captions(opts: MetricOptions) -> tuple[list[str], list[Any] | None]:
     """The captions every metric generates from (drawn once per options, then cached), and on
-    ``shapes`` the (caption, attributes, compositional) items behind them."""
+    ``shapes`` the (caption, attributes, compositional) items behind them. For an unconditional
+    model, one empty string per image to generate."""
     if "captions" not in opts.cache:
         root = Path(opts.data_root)
         items: list[Any] | None = None
-        if is_shapes_root(root):
+        if not opts.sampler.conditional:
+            # an unconditional model takes no text: one image per slot ("" marks it), as many
+            # as the split has images unless num_samples says otherwise
+            caps = [""] * (opts.num_samples or len(_split(opts)))
+        elif is_shapes_root(root):
             items = test_captions(root, opts.split, opts.num_samples, opts.seed)
             caps = [c for c, _, _ in items]
         else:

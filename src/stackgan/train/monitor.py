@@ -44,18 +44,19 @@ class MetricMonitor:
         self.cfg = cfg
         self.device = device
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.shapes = is_shapes_root(cfg.data.root)
+        # the palette judge reads the caption's colours: text-conditioned models only
+        self.shapes = cfg.model.conditional and is_shapes_root(cfg.data.root)
         self.best: float | None = None
         self._encoder: Any = encoder
         self._opts: MetricOptions | None = None
 
     @property
     def active(self) -> bool:
-        return self.cfg.model.conditional and (self.shapes or self.cfg.train.metric_fid)
+        return self.shapes or self.cfg.train.metric_fid
 
     def _options(self, g_ema: nn.Module) -> MetricOptions:
         if self._opts is None:
-            if self._encoder is None:
+            if self._encoder is None and self.cfg.model.conditional:
                 self._encoder = build_encoder(
                     self.cfg.text.encoder,
                     device=self.device,
