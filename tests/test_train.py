@@ -330,3 +330,27 @@ def test_fp16_trains_with_a_loss_scaler_per_optimiser_and_resumes_it(tiny_shapes
     assert again["step"] == 3 and again["scaler"]["generator"]["scale"] in (512.0, 1024.0, 2048.0)
     plain = load_checkpoint(tmp_path / "run" / "checkpoint-previous.pt")
     assert plain["scaler"]["generator"]  # fp16 checkpoints carry their scalers
+
+
+@pytest.mark.parametrize("bundled", ["birds", "shapes"])
+def test_stage2_trains_on_a_bundled_stage1_by_name(bundled):
+    """model.stage1_checkpoint: birds is the Stage-I that ships in the package (the birds
+    Stage-II preset's); a Stage-II model there (shapes) gives its own Stage-I."""
+    from stackgan.checkpoint import load_export
+    from stackgan.config import load_config
+    from stackgan.pretrained import resolve_model
+    from stackgan.train.setup import build_networks
+
+    state, s1_cfg = load_export(resolve_model(bundled))
+    if s1_cfg.model.stage == 2:
+        state = {k.removeprefix("stage1."): v for k, v in state.items() if k.startswith("stage1.")}
+    t, m = s1_cfg.text, s1_cfg.model
+    sets = [f"text.encoder={t.encoder}", f"text.dim={t.dim}", "model.stage=2"]
+    sets += [f"model.ngf={m.ngf}", f"model.ndf={m.ndf}", "model.ngf2=8", "model.ndf2=8"]
+    sets += ["model.num_res_blocks=1", "model.stage2_img_size=128", "data.root=data/birds"]
+    for name in (bundled, str(resolve_model(bundled))):
+        cfg = load_config(None, [*sets, f"model.stage1_checkpoint={name}"])
+        g, _, _ = build_networks(cfg, torch.device("cpu"), torch.contiguous_format)
+        got = g.stage1.state_dict()
+        assert set(got) == set(state)
+        assert all(torch.equal(got[k], state[k].float()) for k in state)

@@ -101,7 +101,7 @@ class ModelConfig:
     d_projection: bool = False
     stage1_img_size: int = 64  # v1 Stage-I output; v2: the first branch's resolution
     stage2_img_size: int = 256
-    stage1_checkpoint: str = ""  # for stage 2: the Stage-I training checkpoint or export
+    stage1_checkpoint: str = ""  # stage 2: the Stage-I checkpoint, export or bundled name
     # Not in the paper: v1 Stage-II paints a correction to the bilinearly upsampled Stage-I
     # image (tanh(atanh(up(I_0)) + r), r zero at initialisation) instead of a whole new image,
     # like StyleGAN2's skip generator. It starts as the Stage-I image and cannot lose a small

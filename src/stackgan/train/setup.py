@@ -20,6 +20,7 @@ from stackgan.data.folder import ImageFolderDataset
 from stackgan.data.layouts import detect_layout, read_index
 from stackgan.models.discriminator import Discriminator
 from stackgan.models.registry import build_discriminators, build_generator, image_sizes
+from stackgan.pretrained import resolve_model
 from stackgan.text.base import is_encoder_file
 from stackgan.text.encoders import dataset_embeddings
 from stackgan.text.negatives import color_swapped_captions
@@ -178,7 +179,14 @@ def build_networks(
 def _load_stage1(cfg: ExperimentConfig, generator: nn.Module) -> None:
     if not cfg.model.stage1_checkpoint:
         raise ConfigError("model.stage1_checkpoint is required for stage 2")
-    s1_state, s1_cfg = load_generator_weights(cfg.model.stage1_checkpoint)
+    # a bundled model's name (`birds`) means the Stage-I that ships in the package
+    s1_state, s1_cfg = load_generator_weights(resolve_model(cfg.model.stage1_checkpoint))
+    if s1_cfg.model.version != "v1":
+        raise ConfigError(
+            f"model.stage1_checkpoint {cfg.model.stage1_checkpoint} is not a v1 model"
+        )
+    if s1_cfg.model.stage == 2:  # a Stage-II model: its frozen Stage-I
+        s1_state = {k: v for k, v in s1_state.items() if k.startswith("stage1.")}
     if s1_cfg.text.dim != cfg.text.dim or s1_cfg.text.encoder != cfg.text.encoder:
         raise ConfigError(
             f"Stage-I model uses {s1_cfg.text.encoder} ({s1_cfg.text.dim}-d text) but this "
