@@ -409,6 +409,18 @@ def load_generator_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], E
     return ckpt["generator_ema"], checkpoint_config(ckpt, path)
 
 
+def stage1_weights(
+    state: dict[str, torch.Tensor], cfg: ExperimentConfig
+) -> dict[str, torch.Tensor]:
+    """The Stage-I generator weights of a v1 model's state: a Stage-I's as they are, a
+    Stage-II's ``stage1.*`` entries without the prefix (its frozen Stage-I)."""
+    if cfg.model.version != "v1":
+        raise ConfigError("only a StackGAN v1 model has a Stage-I")
+    if cfg.model.stage == 1:
+        return dict(state)
+    return {k.removeprefix("stage1."): v for k, v in state.items() if k.startswith("stage1.")}
+
+
 def with_stage1(
     state: dict[str, torch.Tensor], cfg: ExperimentConfig, stage1: str | Path
 ) -> tuple[dict[str, torch.Tensor], ExperimentConfig]:

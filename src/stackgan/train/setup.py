@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from stackgan.checkpoint import load_generator_weights
+from stackgan.checkpoint import load_generator_weights, stage1_weights
 from stackgan.config import ConfigError, ExperimentConfig
 from stackgan.data.cub import TextImageDataset
 from stackgan.data.folder import ImageFolderDataset
@@ -185,14 +185,12 @@ def _load_stage1(cfg: ExperimentConfig, generator: nn.Module) -> None:
         raise ConfigError(
             f"model.stage1_checkpoint {cfg.model.stage1_checkpoint} is not a v1 model"
         )
-    if s1_cfg.model.stage == 2:  # a Stage-II model: its frozen Stage-I
-        s1_state = {k: v for k, v in s1_state.items() if k.startswith("stage1.")}
+    s1_state = stage1_weights(s1_state, s1_cfg)  # a Stage-II model: its frozen Stage-I
     if s1_cfg.text.dim != cfg.text.dim or s1_cfg.text.encoder != cfg.text.encoder:
         raise ConfigError(
             f"Stage-I model uses {s1_cfg.text.encoder} ({s1_cfg.text.dim}-d text) but this "
             f"config uses {cfg.text.encoder} ({cfg.text.dim}-d)"
         )
-    s1_state = {k.removeprefix("stage1."): v for k, v in s1_state.items()}
     try:
         generator.stage1.load_state_dict(s1_state)  # type: ignore[union-attr]
     except RuntimeError as exc:

@@ -25,6 +25,7 @@ from stackgan.checkpoint import (
     load_checkpoint,
     load_export,
     save_checkpoint,
+    stage1_weights,
 )
 from stackgan.config import ConfigError, ExperimentConfig
 from stackgan.models.discriminator import Discriminator
@@ -236,9 +237,7 @@ def _init_source(path: Path, cfg: ExperimentConfig) -> tuple[dict[str, Any], Exp
         return ckpt, checkpoint_config(ckpt, path)
     g_state, old = load_export(path)
     if cfg.model.version == "v1" and cfg.model.stage == 1 and old.model.stage == 2:
-        g_state = {
-            k.removeprefix("stage1."): v for k, v in g_state.items() if k.startswith("stage1.")
-        }
+        g_state = stage1_weights(g_state, old)
     return {"generator": g_state, "generator_ema": g_state}, old
 
 
