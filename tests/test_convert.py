@@ -471,3 +471,15 @@ def test_unconditional_export_samples_without_text(tmp_path):
     sampler = Text2ImageSampler.from_pretrained(tmp_path / "church.safetensors")
     assert not sampler.conditional
     assert sampler(None, num_images=2, output_type="pt").images.shape == (2, 3, 128, 128)
+
+
+def test_serving_a_model_of_precomputed_embeddings_says_how_to_sample_it(char_cnn_rnn_model):
+    """The page and the API send typed sentences, which char-CNN-RNN vectors cannot encode:
+    `stackgan serve` refuses such a model at start-up, in one line that names the way that
+    works, instead of failing at its warm-up."""
+    pytest.importorskip("fastapi")
+    _, model = char_cnn_rnn_model
+    res = CliRunner().invoke(main, ["serve", "--model", str(model), "--port", "0"])
+    assert res.exit_code != 0
+    assert "cannot encode typed sentences" in res.output and "--embeddings" in res.output
+    assert "Traceback" not in res.output

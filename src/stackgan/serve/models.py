@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stackgan.checkpoint import CheckpointError
 from stackgan.pretrained import PRETRAINED, is_bundled_name
 from stackgan.sampling import Text2ImageSampler
 from stackgan.serve.batching import GenRequest, generate_batch
@@ -105,6 +106,12 @@ def load_model(spec: str, device: str = "cpu") -> ModelEntry:
             )
         sampler = Text2ImageSampler.from_pretrained(path, device=device)
         source = path.name
+    if sampler.conditional and sampler.cfg.text.encoder == "precomputed":
+        raise CheckpointError(
+            f"--model {spec}: this model reads the original char-CNN-RNN embeddings "
+            "(text.encoder: precomputed) and cannot encode typed sentences, which the page and "
+            "the API send; sample it with `stackgan sample --model FILE --embeddings FILE.t7`"
+        )
     examples = example_captions(sampler.cfg.data.name) if sampler.conditional else []
     # one image at start-up: the first request is not the one that pays for the warm-up, and
     # the stage resolutions are read off a real output

@@ -121,8 +121,9 @@ class PrecomputedEmbeddings:
 
     def encode(self, captions: list[str]) -> torch.Tensor:
         raise TextEncoderError(
-            "precomputed char-CNN-RNN embeddings cannot encode new sentences; train with "
-            "text.encoder=minilm to sample from your own captions"
+            "precomputed char-CNN-RNN embeddings cannot encode new sentences: sample such a "
+            "model from its embeddings (stackgan sample --embeddings FILE.t7 or .npy), or train "
+            "with an encoder that reads text (text.encoder: minilm or a trained encoder file)"
         )
 
 
