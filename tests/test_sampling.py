@@ -118,14 +118,15 @@ def test_bundled_models_by_name(tmp_path):
     with pytest.raises(CheckpointError, match="unknown model 'ravens': bundled models are birds"):
         Text2ImageSampler.from_pretrained("ravens")
     birds = Text2ImageSampler.from_pretrained("birds")
-    assert birds.resolution == 64 and birds.cfg.data.name == "birds"
+    assert birds.resolution == 256 and birds.cfg.data.name == "birds"
     out = birds([PRETRAINED["birds"].examples[0]], seed=0)
-    assert out.images[0].size == (64, 64)
+    assert [im.size for im in out.stage_images[0] + out.stage_images[1]] == [(64, 64), (256, 256)]
     # an existing file of that name wins over the bundled one
     (tmp_path / "shapes").write_bytes(b"x")
     assert resolve_model(tmp_path / "shapes") == tmp_path / "shapes"
     r = CliRunner().invoke(main, ["models"])
     assert r.exit_code == 0 and all(name in r.output for name in PRETRAINED)
     assert "docs/models/shapes-v1.md" in r.output and "docs/models/birds-v1.md" in r.output
-    for m in PRETRAINED.values():  # every bundled model has its card
-        assert (Path(__file__).parents[1] / m.card).is_file()
+    for m in PRETRAINED.values():  # every bundled model has its card, and the registry's
+        assert (Path(__file__).parents[1] / m.card).is_file()  # resolution is the file's
+        assert Text2ImageSampler.from_pretrained(m.name).resolution == m.resolution

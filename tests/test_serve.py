@@ -567,7 +567,7 @@ def test_bundled_birds_model_is_served_by_name_with_its_own_examples():
     models = load_models(["shapes", "birds"])
     assert set(models) == {"shapes", "birds"}
     birds = models["birds"].describe()
-    assert birds["dataset"] == "birds" and birds["resolution"] == 64
+    assert birds["dataset"] == "birds" and birds["resolution"] == 256
     assert birds["source"] == "bundled (birds-v1.safetensors)"
     assert birds["examples"] and set(birds["examples"]) <= set(PRETRAINED["birds"].examples)
 
