@@ -26,11 +26,11 @@ def generate_images(
     """Per chunk, the final-stage images (B, 3, S, S) in [-1, 1] for ``captions``;
     ``on_batch`` sees every stage of each chunk (the report's Stage-I | Stage-II rows)."""
     for s in tqdm(range(0, len(captions), batch), desc=desc, disable=not progress):
+        chunk = captions[s : s + batch]
         if sampler.conditional:
-            stages = sampler.generate(sampler.encode_text(captions[s : s + batch]), seed=seed + s)
+            stages = sampler.generate(sampler.encode_text(chunk), seed=seed + s)
         else:  # unconditional: the captions are placeholders that count the images
-            n = len(captions[s : s + batch])
-            stages = sampler.generate(None, seed=seed + s, num_images=n)
+            stages = sampler.generate(None, seed=seed + s, num_images=len(chunk))
         if on_batch is not None:
             on_batch(stages)
         yield stages[-1]
