@@ -9,13 +9,13 @@ the key, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+from typing import Any, Literal
 
 import yaml
+
+from stackgan.config_parse import ConfigError, deep_merge, from_dict, parse_override, to_plain
 
 # Reference constants, each with its source.
 ADAM_BETAS = (0.5, 0.999)  # StackGAN reference code (the DCGAN default)
@@ -35,10 +35,6 @@ MAX_TEXT_DIM = 16384  # text.dim (char-CNN-RNN: 1024)
 MAX_RES_BLOCKS = 64
 MAX_IMG_SIZE = 1024  # StackGAN++ reaches 256 (its code allows 512)
 CA_ACTIVATIONS = ("leaky", "relu")  # model.ca_activation: TF release, PyTorch release
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot be used: unknown key, wrong type or inconsistent values."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +95,11 @@ class ModelConfig:
     # logit += <V t, sum_xy code(x, y)>, an explicit product of text and image code beside the
     # concat-and-conv join, which only mixes them through one nonlinearity. Off in the presets.
     d_projection: bool = False
+    # Not in the papers: what D's image encoder is. "stackgan": the papers' conv tower, learned;
+    # "projected": light patch heads on the features of a frozen ImageNet EfficientNet-Lite0
+    # (Projected GAN, Sauer et al. 2021; stackgan.models.projected), from stackgan[projected].
+    d_type: Literal["stackgan", "projected"] = "stackgan"
+    d_feature_size: int = 0  # projected: images are resized to this for the frozen net; 0 = as is
     stage1_img_size: int = 64  # v1 Stage-I output; v2: the first branch's resolution
     stage2_img_size: int = 256
     stage1_checkpoint: str = ""  # stage 2: the Stage-I checkpoint, export or bundled name
@@ -153,6 +154,13 @@ class ModelConfig:
                 )
         elif not self.conditional:
             raise ConfigError("model.conditional: false (unconditional mode) needs version v2")
+        if self.d_feature_size and not 32 <= self.d_feature_size <= MAX_IMG_SIZE:
+            raise ConfigError(f"model.d_feature_size must be 0 or in 32..{MAX_IMG_SIZE}")
+        if self.d_type == "projected" and (self.d_spectral_norm or self.d_projection):
+            raise ConfigError(
+                "model.d_spectral_norm and d_projection are options of the stackgan D; the "
+                "projected D always has both"
+            )
         if self.d_projection and not self.conditional:
             raise ConfigError("model.d_projection needs text: an unconditional D has no text head")
 
@@ -336,125 +344,11 @@ class ExperimentConfig:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = _to_plain(dataclasses.asdict(self))
+        out: dict[str, Any] = to_plain(dataclasses.asdict(self))
         return out
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
-
-
-T = TypeVar("T")
-
-
-def _to_plain(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _to_plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_to_plain(v) for v in obj]
-    return obj
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check ``value`` against the annotation ``tp``; convert only where it is lossless."""
-    origin = get_origin(tp)
-    if origin is Literal:
-        if value is False and "off" in get_args(tp):  # YAML 1.1 reads a bare `off` as false
-            value = "off"
-        if value not in get_args(tp):
-            raise ConfigError(f"{key}: {value!r} is not one of {list(get_args(tp))}")
-        return value
-    if origin in (typing.Union, types.UnionType):
-        for arg in get_args(tp):
-            try:
-                return _coerce(value, arg, key)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{key}: {value!r} does not match {tp}")
-    if origin is tuple:
-        args = get_args(tp)
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise ConfigError(f"{key}: expected a list of {len(args)} values, got {value!r}")
-        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true/false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                raise ConfigError(f"{key}: expected a number, got {value!r}") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return value
-    if tp is Any:
-        return value
-    if tp is type(None):
-        if value is None:
-            return None
-        raise ConfigError(f"{key}: expected null, got {value!r}")
-    raise ConfigError(f"{key}: unsupported field type {tp}")
-
-
-def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
-    """Build dataclass ``cls`` from a nested dict, rejecting unknown keys and wrong types."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
-    assert is_dataclass(cls)
-    hints = get_type_hints(cls)
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        where = prefix.rstrip(".") or "top level"
-        raise ConfigError(
-            f"unknown config key {prefix}{unknown[0]!s} (in {where}; valid keys: "
-            f"{', '.join(sorted(known))})"
-        )
-    kwargs: dict[str, Any] = {}
-    for name, value in data.items():
-        tp = hints[name]
-        if is_dataclass(tp):
-            kwargs[name] = from_dict(tp, value, f"{prefix}{name}.")  # type: ignore[arg-type]
-        else:
-            kwargs[name] = _coerce(value, tp, f"{prefix}{name}")
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:  # pragma: no cover - defensive
-        raise ConfigError(str(exc)) from exc
-
-
-def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _deep_merge(out[k], v)
-        else:
-            out[k] = v
-    return out
-
-
-def parse_override(item: str) -> tuple[list[str], Any]:
-    """``"optim.g_lr=1e-4"`` -> (["optim", "g_lr"], 1e-4); the value is parsed as YAML."""
-    if "=" not in item:
-        raise ConfigError(f"override {item!r} must look like key.sub=value")
-    key, raw = item.split("=", 1)
-    key = key.strip()
-    if not key:
-        raise ConfigError(f"override {item!r} has an empty key")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"override {item!r}: cannot parse value: {exc}") from exc
-    return key.split("."), value
 
 
 def load_config(
@@ -489,7 +383,7 @@ def load_config(
             cur[k] = {}
             cur = cur[k]
         cur[keys[-1]] = value
-        data = _deep_merge(data, node)
+        data = deep_merge(data, node)
     return from_dict(ExperimentConfig, data)
 
 

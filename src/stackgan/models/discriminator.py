@@ -28,7 +28,20 @@ def log2_ratio(big: int, small: int) -> int:
     return n
 
 
-class Discriminator(nn.Module):
+class BaseDiscriminator(nn.Module):
+    """What the training steps need of a discriminator: ``forward(img, texts=[t, ...])`` ->
+    (a list of conditional logits per text, realism logits or None), logits (B,) or (B, P)
+    for P patches, and whether it reads text."""
+
+    img_size: int
+    text_dim: int
+
+    @property
+    def conditional(self) -> bool:
+        return self.text_dim > 0
+
+
+class Discriminator(BaseDiscriminator):
     """Matching-aware discriminator for any power-of-two ``img_size`` >= 8 (v1 and v2).
 
     log2(img_size / 4) stride-2 4x4 convs (no BN on the first) take the image to 4x4 with
@@ -102,10 +115,6 @@ class Discriminator(nn.Module):
             raise ValueError(f"expected {self.img_size}px images, got {tuple(img.shape)}")
         code: torch.Tensor = self.encode_image(img)
         return code
-
-    @property
-    def conditional(self) -> bool:
-        return self.cond_head is not None
 
     def cond_logits(self, code: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
         """(image code, text embedding (B, text_dim)) -> matching logits (B,)."""

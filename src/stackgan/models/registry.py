@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from stackgan.config import ExperimentConfig
-from stackgan.models.discriminator import Discriminator
+from stackgan.models.discriminator import BaseDiscriminator, Discriminator
 from stackgan.models.v1 import Stage1Generator, Stage2Generator
 from stackgan.models.v2 import TreeGenerator
 
@@ -57,14 +57,26 @@ def image_sizes(cfg: ExperimentConfig) -> list[int]:
     return [m.stage1_img_size if m.stage == 1 else m.stage2_img_size]
 
 
-def build_discriminators(cfg: ExperimentConfig) -> list[Discriminator]:
+def build_discriminators(cfg: ExperimentConfig) -> list[BaseDiscriminator]:
     """One discriminator per trained resolution: v1 one (Stage-II's also has an unconditional
     head, as the reference code); v2 one per branch, each with both heads (the paper's joint
     conditional + unconditional loss)."""
     m = cfg.model
     kernel = m.joint_kernel or JOINT_KERNEL[m.version]
 
-    def disc(size: int, text_dim: int, ndf: int, uncond: bool) -> Discriminator:
+    backbone = None
+    if m.d_type == "projected":  # one frozen network, shared by the tree's discriminators
+        from stackgan.models.efficientnet import EfficientNetLite0Features
+
+        backbone = EfficientNetLite0Features()
+
+    def disc(size: int, text_dim: int, ndf: int, uncond: bool) -> BaseDiscriminator:
+        if backbone is not None:
+            from stackgan.models.projected import FeatureDiscriminator
+
+            return FeatureDiscriminator(
+                size, text_dim, ndf, m.disc_text_dim, uncond, m.d_feature_size, backbone
+            )
         return Discriminator(
             size, text_dim, ndf, m.disc_text_dim, uncond, kernel, m.d_spectral_norm, m.d_projection
         )

@@ -18,7 +18,7 @@ from stackgan.config import ConfigError, ExperimentConfig
 from stackgan.data.cub import TextImageDataset
 from stackgan.data.folder import ImageFolderDataset
 from stackgan.data.layouts import detect_layout, read_index
-from stackgan.models.discriminator import Discriminator
+from stackgan.models.discriminator import BaseDiscriminator
 from stackgan.models.registry import build_discriminators, build_generator, image_sizes
 from stackgan.pretrained import resolve_model
 from stackgan.text.base import is_encoder_file
@@ -158,7 +158,7 @@ def _swapped_embeddings(
 
 def build_networks(
     cfg: ExperimentConfig, device: torch.device, memory_format: torch.memory_format
-) -> tuple[nn.Module, list[Discriminator], nn.Module]:
+) -> tuple[nn.Module, list[BaseDiscriminator], nn.Module]:
     """(generator, discriminators, g_ema) on ``device``. A v1 Stage-II generator gets the
     frozen Stage-I that ``model.stage1_checkpoint`` names."""
     generator = build_generator(cfg)

@@ -28,7 +28,7 @@ from stackgan.checkpoint import (
     stage1_weights,
 )
 from stackgan.config import ConfigError, ExperimentConfig
-from stackgan.models.discriminator import Discriminator
+from stackgan.models.discriminator import BaseDiscriminator
 from stackgan.utils.distributed import sync_batchnorm
 from stackgan.utils.runtime import grad_scaler, rng_state, set_rng_state
 
@@ -83,7 +83,7 @@ class TrainState:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def discriminators(self) -> list[Discriminator]:
+    def discriminators(self) -> list[BaseDiscriminator]:
         return [p.module for p in self.d_phases]  # type: ignore[misc]
 
     def set_lr(self, g_lr: float, d_lr: float) -> None:
@@ -98,7 +98,7 @@ def build_state(
     cfg: ExperimentConfig,
     generator: nn.Module,
     g_ema: nn.Module,
-    discriminators: list[Discriminator],
+    discriminators: list[BaseDiscriminator],
     device: torch.device | None = None,
 ) -> TrainState:
     """Adam for G (its trainable parameters: a v1 Stage-II's Stage-I stays frozen) and one per
@@ -242,7 +242,7 @@ def _init_source(path: Path, cfg: ExperimentConfig) -> tuple[dict[str, Any], Exp
 
 
 def _init_discriminators(
-    path: Path, states: list[dict[str, torch.Tensor]], discriminators: list[Discriminator]
+    path: Path, states: list[dict[str, torch.Tensor]], discriminators: list[BaseDiscriminator]
 ) -> None:
     if len(states) != len(discriminators):
         raise ConfigError(f"train.init_from: {path} has another number of discriminators")

@@ -16,7 +16,7 @@ from stackgan.losses import (
     lowres_consistency,
     unconditional_discriminator_loss,
 )
-from stackgan.models.discriminator import Discriminator
+from stackgan.models.discriminator import BaseDiscriminator
 from stackgan.models.v1 import GeneratorOutput
 from stackgan.train.matching import info_nce
 
@@ -33,7 +33,7 @@ def _no_autocast() -> contextlib.AbstractContextManager[object]:
 
 
 def d_step(
-    discriminator: Discriminator,
+    discriminator: BaseDiscriminator,
     optimizer: torch.optim.Optimizer,
     real: torch.Tensor,
     fake: torch.Tensor,
@@ -111,7 +111,7 @@ def _backward_step(
 
 
 def r1_penalty(
-    discriminator: Discriminator,
+    discriminator: BaseDiscriminator,
     real: torch.Tensor,
     text: torch.Tensor | None,
     autocast: Autocast = _no_autocast,
@@ -132,9 +132,9 @@ def r1_penalty(
         cond, u = discriminator(x, texts=(t,) if t is not None else ())
         score = torch.zeros(len(x), device=x.device)
         if cond:
-            score = score + cond[0].float()
+            score = score + _per_sample(cond[0])
         if u is not None:
-            score = score + u.float()
+            score = score + _per_sample(u)
     grads = torch.autograd.grad(score.sum() * scale, inputs, create_graph=True)
     if scale != 1.0:
         grads = tuple(g / scale for g in grads)
@@ -142,9 +142,14 @@ def r1_penalty(
     return sum((g.float().square().flatten(1).sum(1) for g in grads), start).mean()
 
 
+def _per_sample(logits: torch.Tensor) -> torch.Tensor:
+    """(B,) or (B, P) patch logits -> (B,) float: each sample's score summed over its patches."""
+    return logits.float().flatten(1).sum(1) if logits.dim() > 1 else logits.float()
+
+
 def g_step(
     generator: nn.Module,
-    discriminators: list[Discriminator],
+    discriminators: list[BaseDiscriminator],
     optimizer: torch.optim.Optimizer,
     out: GeneratorOutput,
     text: torch.Tensor | None,
