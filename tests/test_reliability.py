@@ -41,7 +41,8 @@ from stackgan.cli import main
 from stackgan.data.cub import DatasetError, TextImageDataset
 from stackgan.train import loop as train_loop
 from stackgan.train import make_run_dir, train
-from stackgan.train.loop import RunDirError, TrainingError
+from stackgan.train.rundir import RunDirError
+from stackgan.train.ticks import TrainingError
 from stackgan.utils.cache import WriteError
 from stackgan.utils.safe_pickle import UnsafePickleError, safe_load, safe_loads
 

@@ -47,3 +47,32 @@ def test_devices():
     if not torch.cuda.is_available():
         with pytest.raises(DeviceError, match="CUDA is not available"):
             resolve_device("cuda:0")
+
+
+def test_auto_precision_follows_what_the_processor_does(monkeypatch):
+    from stackgan.utils import runtime
+
+    cpu = torch.device("cpu")
+
+    def choose(flags: set[str], measured_faster: bool) -> torch.dtype | None:
+        monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset(flags))
+        monkeypatch.setattr(runtime, "_bf16_measured_faster", lambda: measured_faster)
+        runtime.cpu_prefers_bf16.cache_clear()
+        try:
+            return runtime.amp_dtype(cpu, "auto")
+        finally:
+            runtime.cpu_prefers_bf16.cache_clear()
+
+    assert choose({"avx2", "amx_bf16", "avx512_bf16"}, False) == torch.bfloat16  # AMX tiles
+    assert choose({"avx2", "avx512_bf16"}, True) == torch.bfloat16  # measured faster
+    assert choose({"avx2", "avx512_bf16"}, False) is None  # measured slower
+    assert choose({"avx2"}, True) is None  # bf16 emulated: never
+    assert (
+        runtime.amp_dtype(cpu, "bf16") == torch.bfloat16 and runtime.amp_dtype(cpu, "off") is None
+    )
+
+
+def test_bf16_measurement_returns_a_choice():
+    from stackgan.utils.runtime import _bf16_measured_faster
+
+    assert _bf16_measured_faster(reps=1) in (True, False)

@@ -27,7 +27,7 @@ V2_MAX_BRANCHES = 4  # StackGAN++ reference code builds up to four branches (64.
 # Colour-consistency lambda_1 when unconditional training leaves it on: the StackGAN-v2 reference
 # presets that enable it (COLOR_CONSISTENCY = 50); the covariance term is 5x this (paper, eq. 8).
 COLOR_WEIGHT_UNCOND = 50.0
-AUGMENT_NAMES = ("translation", "cutout")  # loss.augment; implemented in stackgan.augment
+AUGMENT_NAMES = ("translation", "cutout", "scale")  # loss.augment; implemented in stackgan.augment
 # Upper bounds on sizes, far above any published StackGAN (ngf 128, N_z 100, 256 px), so that a
 # config read from an untrusted export cannot ask for terabytes before its weights are checked.
 MAX_WIDTH = 4096  # ngf, ndf, ngf2, ndf2, z_dim, cond_dim, disc_text_dim
@@ -199,9 +199,16 @@ class LossConfig:
     lowres_weight: float = 0.0
     # Differentiable augmentation of every image D sees, real and generated, in the D and the
     # G update (DiffAugment, Zhao et al. 2020; not in either paper): a comma-separated list of
-    # "translation" (shift by up to 1/8 of the size) and "cutout" (zero a half-size square; it
-    # can hide the captioned object). "" = off (the papers).
+    # "translation" (shift by up to 1/8 of the size), "cutout" (zero a half-size square; it
+    # can hide the captioned object) and "scale" (zoom by 2^N(0, 0.2), ADA's). "" = off.
     augment: str = ""
+    # Adaptive augmentation (ADA, Karras et al. 2020; stackgan.augment.AdaptiveAugment): each
+    # `augment` transform is applied to each image with a probability p, raised while
+    # r_t = E[sign D(real)] is above ada_target and lowered below it, every ada_interval
+    # iterations, by at most 1 per ada_kimg thousand images. 0 = off: every transform, always.
+    ada_target: float = 0.0
+    ada_interval: int = 4
+    ada_kimg: float = 20.0
     # R1 gradient penalty on D at real images (Mescheder et al. 2018; StyleGAN2-ADA's `gamma`),
     # taken with respect to the image and, for a conditional D, the matching text embedding
     # too (DF-GAN's matching-aware gradient penalty): gamma/2 * E ||grad D(x, t)||^2, applied
@@ -228,6 +235,12 @@ class LossConfig:
 
     def __post_init__(self) -> None:
         augment_names(self.augment)
+        if not 0 <= self.ada_target < 1 or self.ada_interval < 1 or self.ada_kimg <= 0:
+            raise ConfigError(
+                "loss.ada_target must be in [0, 1), ada_interval >= 1 and ada_kimg > 0"
+            )
+        if self.ada_target and not self.augment:
+            raise ConfigError("loss.ada_target needs loss.augment (the transforms to adapt)")
         if self.r1_gamma < 0:
             raise ConfigError("loss.r1_gamma must be >= 0")
         if self.r1_interval < 1:
@@ -305,6 +318,10 @@ class TrainConfig:
     # An export (.safetensors, e.g. the bundled model) starts the generator only. A v1
     # Stage-II run takes only the Stage-II weights (its Stage-I is model.stage1_checkpoint).
     init_from: str = ""
+    # BigGAN's standing statistics (stackgan.train.ema.standing_stats): before each metric and
+    # export, g_ema's batch-norm statistics are recomputed for its own weights over this many
+    # batches of random z and training captions. 0 = off: G's running averages, copied.
+    standing_stats: int = 0
     # Iterations at the start that train the discriminators alone, G held still: with
     # init_from and a new D, so a trained G does not follow a random D's gradients at first.
     d_warmup_iters: int = 0
@@ -312,6 +329,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.time_budget_min < 0:
             raise ConfigError("train.time_budget_min must be >= 0 (0 = no limit)")
+        if self.standing_stats < 0:
+            raise ConfigError("train.standing_stats must be >= 0")
         if self.d_warmup_iters < 0:
             raise ConfigError("train.d_warmup_iters must be >= 0")
         if self.metric_ticks < 0 or self.metric_samples < 2:

@@ -32,7 +32,7 @@ class _Errors(click.Group):
     line instead of a traceback (``-v`` shows the traceback)."""
 
     def invoke(self, ctx: click.Context) -> object:
-        from stackgan.train.loop import TrainingError
+        from stackgan.train.ticks import TrainingError
 
         try:
             return super().invoke(ctx)

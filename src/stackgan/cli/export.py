@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import click
+
+if TYPE_CHECKING:
+    from stackgan.config import ExperimentConfig
 
 
 @click.command()
@@ -19,7 +24,27 @@ import click
     help="v1 Stage-II only: put this Stage-I generator (an export or checkpoint) under its "
     "Stage-II, e.g. a Stage-I fine-tuned after the Stage-II was trained.",
 )
-def export(checkpoint: str, out: str, half: bool, stage1: str | None) -> None:
+@click.option(
+    "--standing-stats",
+    default=0,
+    show_default=True,
+    help="Recompute the batch-norm statistics for the EMA weights over N batches of random z "
+    "and --data's training captions (BigGAN's standing statistics); 0 = keep them.",
+)
+@click.option(
+    "--data",
+    "data_root",
+    default="",
+    help="Dataset folder whose training captions --standing-stats draws (conditional models).",
+)
+def export(
+    checkpoint: str,
+    out: str,
+    half: bool,
+    stage1: str | None,
+    standing_stats: int,
+    data_root: str,
+) -> None:
     """Export a training checkpoint's EMA generator for sampling.
 
     CHECKPOINT may also be an export (``model.safetensors``, ``model-best.safetensors``) to
@@ -29,6 +54,8 @@ def export(checkpoint: str, out: str, half: bool, stage1: str | None) -> None:
     Example:
       stackgan export runs/00001-.../checkpoint-latest.pt --out model.safetensors --half
       stackgan export runs/00001-.../model-best.safetensors --out best-fp16.safetensors --half
+      stackgan export runs/00001-.../model-best.safetensors --out best-ss.safetensors \\
+        --standing-stats 16 --data ../shared/data/birds-cub50
     """
     from stackgan.checkpoint import (
         checkpoint_config,
@@ -52,7 +79,35 @@ def export(checkpoint: str, out: str, half: bool, stage1: str | None) -> None:
         state, encoder, source = ckpt["generator_ema"], None, f"step {ckpt['step']}"
     if stage1:
         state, cfg = with_stage1(state, cfg, stage1)
+    if standing_stats > 0:
+        if cfg.model.conditional and not data_root:
+            raise click.UsageError("--standing-stats needs --data for the captions")
+        state = _standing(state, cfg, encoder, data_root, standing_stats)
+        source += f", standing statistics over {standing_stats} batches"
     export_generator(
         out, state, cfg, half=half, text_encoder=encoder, training_config=training_config
     )
     click.echo(f"wrote {out} ({source})")
+
+
+def _standing(
+    state: dict[str, Any], cfg: ExperimentConfig, encoder: Any, data_root: str, batches: int
+) -> dict[str, Any]:
+    """The generator ``state`` with its batch-norm statistics recomputed (train.ema)."""
+    import torch
+
+    from stackgan.data.layouts import read_index
+    from stackgan.models.registry import build_generator
+    from stackgan.text.encoders import build_encoder
+    from stackgan.train.ema import standing_stats
+
+    g = build_generator(cfg)
+    g.load_state_dict(state)
+    pool = None
+    if cfg.model.conditional:
+        captions = [c for caps in read_index(data_root, "train").captions for c in caps]
+        enc = encoder if encoder is not None else build_encoder(cfg.text.encoder)
+        pool = enc.encode(captions).float()
+    standing_stats(g, pool, cfg.model.z_dim, batches, seed=cfg.train.seed)
+    out: dict[str, torch.Tensor] = {k: v.detach().clone() for k, v in g.state_dict().items()}
+    return out

@@ -24,3 +24,56 @@ def update_ema(g_ema: nn.Module, generator: nn.Module, decay: float) -> None:
     buffers: list[torch.Tensor] = list(g_ema.buffers())
     if buffers:
         torch._foreach_copy_(buffers, list(generator.buffers()))
+
+
+@torch.no_grad()
+def standing_stats(
+    g_ema: nn.Module,
+    text_pool: torch.Tensor | None,
+    z_dim: int,
+    num_batches: int,
+    batch_size: int = 64,
+    seed: int = 0,
+) -> None:
+    """BigGAN's "standing statistics" (Brock et al., 2019, sec. 3.1 and appendix): the batch
+    norm running statistics of ``g_ema`` recomputed for its own weights, as the plain average
+    over ``num_batches`` batches of random z and captions drawn from ``text_pool`` (N, text_dim)
+    (None: unconditional), instead of the training generator's running averages that
+    :func:`update_ema` copies. The EMA weights are an average of G's recent weights; their
+    activations need not have G's statistics.
+
+    A v1 Stage-II's frozen Stage-I keeps its own statistics. ``g_ema`` is left in eval mode;
+    the global RNG is left as it was (the CA noise is drawn from a fork of it).
+    """
+    frozen = getattr(g_ema, "stage1", None)
+    norms = [
+        m
+        for m in g_ema.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        and (frozen is None or all(m is not f for f in frozen.modules()))
+    ]
+    if not norms or num_batches < 1:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches
+    device = next(g_ema.parameters()).device
+    gen = torch.Generator().manual_seed(seed)
+    g_ema.train()
+    if frozen is not None:
+        frozen.eval()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for _ in range(num_batches):
+                z = torch.randn(batch_size, z_dim, generator=gen).to(device)
+                if text_pool is None:
+                    g_ema(z)
+                else:
+                    idx = torch.randint(len(text_pool), (batch_size,), generator=gen)
+                    g_ema(z, text_pool[idx.to(text_pool.device)])
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        g_ema.eval()

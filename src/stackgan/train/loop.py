@@ -18,35 +18,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from stackgan.augment import make_augment
+from stackgan.augment import AdaptiveAugment, make_augment
 from stackgan.checkpoint import export_generator
-from stackgan.checkpoint import load_generator_weights as load_generator_weights  # (old home)
 from stackgan.config import ExperimentConfig
 from stackgan.data.negatives import wrong_text
-from stackgan.train.ema import update_ema
+from stackgan.train.ema import standing_stats, update_ema
 from stackgan.train.monitor import MetricMonitor
-from stackgan.train.rundir import (  # (their earlier home, still importable from here)
-    BEST_EXPORT as BEST_EXPORT,
-)
-from stackgan.train.rundir import (
-    EXPORT as EXPORT,
-)
-from stackgan.train.rundir import (
-    LATEST as LATEST,
-)
-from stackgan.train.rundir import (
-    RUN_OUTPUTS as RUN_OUTPUTS,
-)
-from stackgan.train.rundir import (
-    RunDirError as RunDirError,
-)
-from stackgan.train.rundir import (
-    claim_run_dir,
-    setup_logging,
-)
-from stackgan.train.rundir import (
-    make_run_dir as make_run_dir,
-)
+from stackgan.train.rundir import BEST_EXPORT, EXPORT, LATEST, claim_run_dir, setup_logging
 from stackgan.train.setup import TrainData, build_data, build_networks, image_matcher
 from stackgan.train.state import (
     TrainState,
@@ -59,7 +37,6 @@ from stackgan.train.state import (
 )
 from stackgan.train.steps import Augment, Autocast, d_step, g_step
 from stackgan.train.ticks import SampleGrid, StatsLog, TickStats, write_config
-from stackgan.train.ticks import TrainingError as TrainingError
 from stackgan.utils.cache import remove_stale_temporaries
 from stackgan.utils.distributed import (
     DistInfo,
@@ -136,6 +113,7 @@ class _Runtime:
     memory_format: torch.memory_format
     augment: Augment | None
     dist: DistInfo
+    ada: AdaptiveAugment | None = None  # loss.ada_target: augment is this, with its p
 
 
 def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None, info: DistInfo) -> Path:
@@ -149,6 +127,11 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None, info
     fmt = torch.channels_last if tc.channels_last else torch.contiguous_format
     augment = make_augment(cfg.loss.augment)
     rt = _Runtime(device, autocast_factory(device, tc.amp), fmt, augment, info)
+    if cfg.loss.ada_target > 0:
+        lc = cfg.loss
+        rt.ada = AdaptiveAugment(lc.augment, lc.ada_target, lc.ada_interval, lc.ada_kimg)
+        rt.ada.reduce = lambda r: mean_across({"r": r}, info)["r"]
+        rt.augment = rt.ada
     logger.info("training stage %d on %s (amp=%s)", cfg.model.stage, device, tc.amp)
 
     # 2. Data: images, caption embeddings, colour-swapped negatives (rank 0 builds the caches) -
@@ -173,7 +156,9 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None, info
         compile_phases(state, cfg.train.compile)
     if not info.is_main:  # rank 0 fits and saves the image matcher; the others read it
         barrier(info)
-    matcher = image_matcher(cfg, run_dir, data, device, rt.augment)
+    if rt.ada is not None:  # a resumed run continues with its augmentation probability
+        rt.ada.p = float(state.extra.get("ada_p", 0.0))
+    matcher = image_matcher(cfg, run_dir, data, device, augment)  # (fitted fully augmented)
     if info.is_main:
         barrier(info)
         write_config(run_dir, cfg, state.step)
@@ -391,6 +376,8 @@ def _iteration(
             scaler=ph.scaler,
             r1_discriminator=ph.eager,
         )
+        if rt.ada is not None and i == len(state.d_phases) - 1:  # the finest D's signal
+            rt.ada.observe(d_stats["real_sign"], len(real))
         suffix = f"_{i}" if len(state.d_phases) > 1 else ""
         stats.update({f"{k}{suffix}": v for k, v in d_stats.items()})
     if len(state.d_phases) > 1:
@@ -466,6 +453,13 @@ def _tick(
         "train_seconds": round(state.train_seconds, 2),
         **means,
     }
+    if rt.ada is not None:
+        record.update(ada_p=rt.ada.p, ada_rt=rt.ada.r_t)
+        state.extra["ada_p"] = rt.ada.p
+    if tc.standing_stats:  # (update_ema puts G's statistics back at the next iteration)
+        standing_stats(
+            state.g_ema, data.emb, cfg.model.z_dim, tc.standing_stats, tc.batch_size, tc.seed
+        )
     if monitor is not None and monitor.active and (tick % tc.metric_ticks == 0 or done):
         with torch.random.fork_rng(devices=[]):  # resume stays bit-exact
             metrics = monitor(state.g_ema, state.step)

@@ -80,7 +80,7 @@ class TrainState:
     step: int = 0
     train_seconds: float = 0.0  # in training iterations (no tick maintenance), across resumes
     metric_best: Any = None  # the best training-metric score so far, carried across resumes
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # plain data saved with the state (ada_p)
 
     @property
     def discriminators(self) -> list[BaseDiscriminator]:
@@ -146,6 +146,7 @@ def save_state(path: Path, cfg: ExperimentConfig, state: TrainState) -> None:
         },
         metric_best=state.metric_best,
         train_seconds=state.train_seconds,
+        extra=state.extra,
     )
 
 
@@ -178,6 +179,7 @@ def restore_state(path: Path, cfg: ExperimentConfig, state: TrainState) -> Path:
         state.data_gen.set_state(ckpt["rng"]["data"])
     state.metric_best = ckpt.get("metric_best")
     state.train_seconds = float(ckpt.get("train_seconds", 0.0))
+    state.extra = dict(ckpt.get("extra") or {})  # e.g. ADA's augmentation probability
     state.step = int(ckpt["step"])
     logger.info("resumed from %s at iteration %d", used, state.step)
     return used

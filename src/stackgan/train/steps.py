@@ -86,6 +86,10 @@ def d_step(
             )
     out = dict(terms)
     out["d_loss"] = loss.detach()
+    # ADA's overfitting signal: the mean sign of D's logits for real (matching) pairs
+    real_logits = real_cond[0] if conditional else real_u
+    assert real_logits is not None
+    out["real_sign"] = real_logits.detach().float().sign().mean()
     if r1_gamma > 0:
         scale = float(scaler.get_scale()) if scaler is not None else 1.0
         d_r1 = r1_discriminator if r1_discriminator is not None else discriminator

@@ -49,30 +49,87 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
 
 
 @functools.cache
-def cpu_has_amx_bf16() -> bool:
-    """Whether this CPU has AMX bf16 tile instructions (Intel Sapphire Rapids and later), which
-    oneDNN uses for bf16 convolutions and matrix products (Linux: ``/proc/cpuinfo``)."""
+def cpu_flags() -> frozenset[str]:
+    """The processor's feature flags (Linux: ``/proc/cpuinfo``; empty elsewhere)."""
     try:
         with open("/proc/cpuinfo") as f:
-            return any(line.startswith("flags") and " amx_bf16" in line for line in f)
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
     except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_has_amx_bf16() -> bool:
+    """Whether this CPU has AMX bf16 tile instructions (Intel Sapphire Rapids and later), which
+    oneDNN uses for bf16 convolutions and matrix products."""
+    return "amx_bf16" in cpu_flags()
+
+
+BF16_MIN_GAIN = 0.9  # bf16 is chosen by measurement only when it takes < 90% of fp32's time
+
+
+def _bf16_measured_faster(reps: int = 3) -> bool:
+    """Time a small conv stack's forward and backward (the bulk of a GAN step) in fp32 and in
+    bf16 autocast on this CPU; whether bf16 is clearly faster (min of ``reps`` after warm-up)."""
+    import time
+
+    gen = torch.Generator().manual_seed(0)
+    convs = torch.nn.Sequential(
+        torch.nn.Conv2d(64, 64, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(64, 64, 3, padding=1),
+    ).to(memory_format=torch.channels_last)
+    x = torch.randn(8, 64, 16, 16, generator=gen).contiguous(memory_format=torch.channels_last)
+
+    def timed(ctx: Callable[[], contextlib.AbstractContextManager[object]]) -> float:
+        best = float("inf")
+        for i in range(reps + 1):
+            start = time.perf_counter()
+            with ctx():
+                y = convs(x.requires_grad_(True))
+            y.float().square().mean().backward()
+            if i:  # the first call is the warm-up (oneDNN picks and caches its kernels)
+                best = min(best, time.perf_counter() - start)
+        return best
+
+    with torch.random.fork_rng(devices=[]):
+        fp32 = timed(contextlib.nullcontext)
+        bf16 = timed(lambda: torch.autocast("cpu", dtype=torch.bfloat16))
+    return bf16 < BF16_MIN_GAIN * fp32
+
+
+@functools.cache
+def cpu_prefers_bf16() -> bool:
+    """Whether ``train.amp: auto`` trains in bf16 on this CPU, from what the processor does.
+
+    - AMX bf16 tiles: yes. A Stage-I step at the paper's widths took 0.81 s against 2.25 s in
+      fp32 channels_last (2-core Sapphire Rapids, 2026-12-02).
+    - AVX-512 BF16 without AMX: measured at start-up (:func:`_bf16_measured_faster`, about a
+      second), because it went both ways on such CPUs: 4.57 s against 3.71 s per paper-width step
+      on one (bf16 slower), 1.80 s against 3.41 s on an AMD EPYC Zen 4 (issue 33).
+    - Neither: no; bf16 is emulated there and several times slower.
+    """
+    flags = cpu_flags()
+    if "amx_bf16" in flags:
+        return True
+    if "avx512_bf16" not in flags:
         return False
+    return _bf16_measured_faster()
 
 
 def amp_dtype(device: torch.device, amp: str = "auto") -> torch.dtype | None:
     """The autocast dtype ``train.amp`` means on ``device`` (None: fp32).
 
-    ``auto`` is what measured fastest, which depends on the processor. On a CPU with AMX bf16
-    tiles, bf16: a Stage-I step at the paper's widths took 0.81 s against 2.25 s in fp32
-    channels_last (2-core Sapphire Rapids, 2026-12-02). On a CPU without them, fp32: bf16
-    autocast was slower there at every width (4.57 s against 3.71 s per paper-width step, on a
-    CPU with AVX-512 BF16 but no AMX). On GPUs that have it, bf16 (fp32's range, so no loss
-    scaler); on older GPUs fp16, with a loss scaler."""
+    ``auto`` is what runs fastest, which depends on the processor: on a CPU, bf16 where
+    :func:`cpu_prefers_bf16` says so, else fp32. On GPUs that have it, bf16 (fp32's range, so no
+    loss scaler); on older GPUs fp16, with a loss scaler."""
     if amp == "off":
         return None
     if amp == "auto":
         if device.type == "cpu":
-            return torch.bfloat16 if cpu_has_amx_bf16() else None
+            return torch.bfloat16 if cpu_prefers_bf16() else None
         if device.type != "cuda":
             return None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
