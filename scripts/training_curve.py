@@ -7,7 +7,7 @@ tick against ``train_seconds`` / 3600. Needs matplotlib (``pip install 'stackgan
 
 Example:
   python scripts/training_curve.py runs/birds-long --metric fid512 --offset-hours 1.5 \\
-      --label "birds Stage-I (continued from the bundled model)" --out docs/images/birds-fid-curve.png
+      --label "birds Stage-I" --out docs/images/birds-fid-curve.png
 """
 
 from __future__ import annotations
