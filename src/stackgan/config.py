@@ -15,7 +15,8 @@ from typing import Any, Literal
 
 import yaml
 
-from stackgan.config_parse import ConfigError, deep_merge, from_dict, parse_override, to_plain
+from stackgan.config_parse import ConfigError as ConfigError  # (raised here; its public name)
+from stackgan.config_parse import deep_merge, from_dict, parse_override, to_plain
 
 # Reference constants, each with its source.
 ADAM_BETAS = (0.5, 0.999)  # StackGAN reference code (the DCGAN default)

@@ -81,6 +81,9 @@ def _same_pad(size: int, kernel: int, stride: int) -> tuple[int, int]:
 class FrozenConv(nn.Module):
     """A conv with its batch norm folded in, TF SAME padding, weights as frozen buffers."""
 
+    weight: torch.Tensor
+    bias: torch.Tensor
+
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, stride: int, groups: int) -> None:
         super().__init__()
         self.register_buffer("weight", weight, persistent=False)
@@ -92,9 +95,9 @@ class FrozenConv(nn.Module):
         px = _same_pad(x.shape[-1], self.kernel, self.stride)
         if any(py + px):
             x = F.pad(x, (*px, *py))
-        w, b = self.weight, self.bias
-        assert isinstance(w, torch.Tensor) and isinstance(b, torch.Tensor)
-        return F.conv2d(x, w.to(x.dtype), b.to(x.dtype), self.stride, groups=self.groups)
+        w, b = self.weight.to(x.dtype), self.bias.to(x.dtype)
+        out: torch.Tensor = F.conv2d(x, w, b, self.stride, groups=self.groups)
+        return out
 
 
 def _folded(
@@ -127,19 +130,14 @@ class MBConv(nn.Module):
             state, f"{prefix}._depthwise_conv", f"{prefix}._bn1", stride, groups=dw.shape[0]
         )
         self.project = _folded(state, f"{prefix}._project_conv", f"{prefix}._bn2")
-        in_ch = (self.expand.weight if self.expand is not None else self.depthwise.weight).shape
-        self.residual = (
-            stride == 1
-            and in_ch[1 if self.expand is not None else 0]
-            == (
-                self.project.weight.shape[0]  # type: ignore[union-attr]
-            )
-        )
+        first = self.expand if self.expand is not None else self.depthwise
+        in_ch = first.weight.shape[1] if self.expand is not None else first.weight.shape[0]
+        self.residual = stride == 1 and in_ch == self.project.weight.shape[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.relu6(self.expand(x)) if self.expand is not None else x
-        h = self.project(F.relu6(self.depthwise(h)))
-        return x + h if self.residual else h
+        out: torch.Tensor = self.project(F.relu6(self.depthwise(h)))
+        return x + out if self.residual else out
 
 
 class EfficientNetLite0Features(nn.Module):
@@ -162,10 +160,10 @@ class EfficientNetLite0Features(nn.Module):
                 block += 1
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.ModuleList(stages)
-        for (_r, kernel, _s, _e, cin, cout), stage in zip(LITE0_STAGES, self.stages):
-            first = stage[0]
+        for (_r, kernel, _s, _e, cin, cout), stage in zip(LITE0_STAGES, stages):
+            first = next(iter(stage.children()))
             assert isinstance(first, MBConv)
-            if first.project.weight.shape[0] != cout or first.depthwise.kernel != kernel:  # type: ignore[union-attr]
+            if first.project.weight.shape[0] != cout or first.depthwise.kernel != kernel:
                 raise EfficientNetError(
                     f"EfficientNet-Lite0 weights do not fit stage {cin}->{cout}"
                 )

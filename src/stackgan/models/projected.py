@@ -63,7 +63,8 @@ class ScaleHead(nn.Module):
     def cond(self, code: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         assert self.proj is not None
         match = (code * self.proj(text)[:, :, None, None]).sum(1).flatten(1)  # (B, s*s)
-        return self.uncond(code) + self.scale * match
+        logits: torch.Tensor = self.uncond(code) + self.scale * match
+        return logits
 
 
 class FeatureDiscriminator(BaseDiscriminator):
@@ -118,7 +119,7 @@ class FeatureDiscriminator(BaseDiscriminator):
         if self.feature_size != self.img_size:
             img = F.interpolate(img, size=self.feature_size, mode="bilinear", align_corners=False)
         feats = self.backbone(img)
-        return [head.encode(f) for head, f in zip(self.heads, feats)]
+        return [head.encode(f) for head, f in zip(self.heads, feats)]  # type: ignore[operator]
 
     def cond_logits(self, codes: list[torch.Tensor], text_emb: torch.Tensor) -> torch.Tensor:
         if self.text_fc is None:

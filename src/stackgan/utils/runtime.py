@@ -76,11 +76,9 @@ def _bf16_measured_faster(reps: int = 3) -> bool:
     import time
 
     gen = torch.Generator().manual_seed(0)
-    convs = torch.nn.Sequential(
-        torch.nn.Conv2d(64, 64, 3, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.Conv2d(64, 64, 3, padding=1),
-    ).to(memory_format=torch.channels_last)
+    conv = torch.nn.Conv2d(64, 64, 3, padding=1)
+    convs = torch.nn.Sequential(conv, torch.nn.ReLU(), torch.nn.Conv2d(64, 64, 3, padding=1))
+    convs.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     x = torch.randn(8, 64, 16, 16, generator=gen).contiguous(memory_format=torch.channels_last)
 
     def timed(ctx: Callable[[], contextlib.AbstractContextManager[object]]) -> float:
