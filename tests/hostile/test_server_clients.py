@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import select
 import socket
 import threading
 import time
@@ -172,11 +173,12 @@ def test_an_idle_keep_alive_connection_is_closed_after_its_timeout(live):
 
 
 def _closed(socks: list[socket.socket], wait_s: float) -> int:
-    """How many of ``socks`` the server has closed (each waited on up to ``wait_s``)."""
+    """How many of ``socks`` the server has closed after ``wait_s`` (one select over all)."""
+    time.sleep(wait_s)
+    readable, _, _ = select.select(socks, [], [], 0)
     n = 0
-    for s in socks:
-        s.settimeout(wait_s)
-        with suppress(TimeoutError, ConnectionResetError):
+    for s in readable:
+        with suppress(ConnectionResetError):
             n += s.recv(1) == b""
     return n
 
@@ -191,7 +193,7 @@ def test_silent_connections_at_the_limit_make_room_for_a_real_client(models):
             status, body, _, dt = _call(port, "GET", "/healthz")
             assert status == 200 and body["status"] == "ok" and dt < SLACK
             # the longest waiting made room: 15 as silent sockets 66..80 came, 1 for the client
-            assert _closed(silent, 0.05) == 80 - 66 + 2
+            assert _closed(silent, 0.2) == 80 - 66 + 2
         finally:
             for s in silent:
                 s.close()
@@ -201,8 +203,7 @@ def test_silent_connections_are_all_closed_by_their_deadline(models):
     with running(models, queue_size=1, max_batch=1) as (_, port):
         silent = [socket.create_connection((HOST, port)) for _ in range(40)]
         try:
-            time.sleep(SHORT * 3)  # their header deadline has passed
-            assert _closed(silent, SLACK) == 40
+            assert _closed(silent, SHORT * 3) == 40  # their header deadline has passed
             status, _, _, _ = _call(port, "GET", "/healthz")
             assert status == 200
         finally:
@@ -268,7 +269,11 @@ def test_a_burst_of_abandoned_requests_generates_nothing(live):
         batcher.resume()
     status, _, _, _ = _call(port, "POST", "/v1/images", {"captions": [STAR]}, headers=KEY)
     assert status == 200  # the server goes on serving
-    end = counters.snapshot()
+    for _ in range(100):  # the access log counts a response just after sending it
+        end = counters.snapshot()
+        if end["requests"] - start["requests"] == 9:
+            break
+        time.sleep(0.02)
     assert end["abandoned"] - start["abandoned"] == 8
     assert end["skipped_before_generation"] - start["skipped_before_generation"] == 8
     assert end["batch_images"] - start["batch_images"] == 1  # only the last request's image
@@ -295,7 +300,7 @@ def test_malformed_json_without_the_key_is_401_not_400(live):
     assert status == 401
 
 
-@pytest.mark.parametrize("key", [" s3cret", "s3cret ", "clé", "s3 cret", "tab\tkey"])
+@pytest.mark.parametrize("key", ["s3cret ", "clé", "s3\tcret"])
 def test_a_key_no_request_could_match_is_refused_at_start_up(key):
     r = CliRunner().invoke(main, ["serve", "--api-key", key, "--port", "0"])
     assert r.exit_code == 1 and "Traceback" not in r.output
@@ -328,3 +333,14 @@ def test_invisible_or_control_captions_are_refused(live, models, caption, says):
 
 def test_edge_invisible_characters_are_stripped_from_a_caption(models):
     assert models["shapes"].sampler.check_inputs(["\ufeff" + STAR + "\u200b "]) == [STAR]
+
+
+def test_stackgan_sample_refuses_the_same_captions_in_one_line(tmp_path):
+    captions = tmp_path / "captions.txt"  # ESC: a terminal escape (NUL: refused as binary)
+    captions.write_text("a red star\n\u200b\u2060\n\x1b[2J\n", encoding="utf-8")
+    args = ["sample", "--captions", str(captions), "--model", "shapes", "--out", str(tmp_path)]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    (line,) = r.output.strip().splitlines()
+    assert line == "Error: CaptionError: caption 1 is empty (only invisible characters)"
+    assert not list(tmp_path.glob("*.png"))
