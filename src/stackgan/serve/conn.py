@@ -37,7 +37,7 @@ def _timeout_response(why: str) -> bytes:
 class DeadlineH11Protocol(H11Protocol):
     """uvicorn's h11 protocol, with a deadline on each request's header.
 
-    uvicorn builds one per connection; :func:`deadline_protocol` sets the timeout on a
+    uvicorn builds one per connection; :func:`deadline_protocol` sets the timeouts on a
     subclass, since uvicorn passes its own arguments only.
     """
 
