@@ -79,6 +79,28 @@ logger = logging.getLogger(__name__)
     help="Largest request body in KiB; larger is a 413.",
 )
 @click.option(
+    "--header-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 3600),
+    help="Seconds a connection has to send a complete request header (from opening, or from "
+    "its last response); then it is closed (408 if it sent part of one).",
+)
+@click.option(
+    "--body-timeout",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 3600),
+    help="Seconds a request's body has to arrive, from its header; then a 408.",
+)
+@click.option(
+    "--keep-alive",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 3600),
+    help="Seconds an idle keep-alive connection stays open.",
+)
+@click.option(
     "--api-key",
     default=None,
     envvar="STACKGAN_API_KEY",
@@ -97,6 +119,9 @@ def serve(
     max_captions: int,
     max_images: int,
     max_body_kb: int,
+    header_timeout: float,
+    body_timeout: float,
+    keep_alive: float,
     api_key: str | None,
 ) -> None:
     """Serve models over HTTP: a JSON API (docs at /docs) and a web page at /.
@@ -121,15 +146,21 @@ def serve(
             f"stackgan serve needs the serve extra (pip install 'stackgan[serve]'): {exc}"
         ) from exc
 
-    config = ServeConfig(
-        max_batch=max_batch,
-        max_wait_ms=max_wait_ms,
-        queue_size=queue_size,
-        max_captions=max_captions,
-        max_images=max_images,
-        max_body_bytes=max_body_kb * 1024,
-        api_key=api_key,
-    )
+    try:
+        config = ServeConfig(
+            max_batch=max_batch,
+            max_wait_ms=max_wait_ms,
+            queue_size=queue_size,
+            max_captions=max_captions,
+            max_images=max_images,
+            max_body_bytes=max_body_kb * 1024,
+            api_key=api_key,
+            header_timeout_s=header_timeout,
+            body_timeout_s=body_timeout,
+            keep_alive_s=keep_alive,
+        )
+    except ValueError as exc:  # e.g. an API key no request could match: refused before loading
+        raise click.ClickException(str(exc)) from None
     if host not in ("127.0.0.1", "localhost", "::1") and api_key is None:
         logger.warning("listening on %s without --api-key: anyone who reaches it can use it", host)
     loaded = load_models(list(models), device=device)

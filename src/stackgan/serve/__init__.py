@@ -6,7 +6,9 @@ outside this package imports it, so ``import stackgan`` and the other commands w
 - :mod:`stackgan.serve.models`: load the models once (``shapes`` or export paths).
 - :mod:`stackgan.serve.batching`: the bounded queue and the micro-batching worker thread.
 - :mod:`stackgan.serve.schemas`: the settings (``ServeConfig``) and the request/response bodies.
-- :mod:`stackgan.serve.middleware`: the JSON error shape, the body limit and the access log.
+- :mod:`stackgan.serve.middleware`: the JSON error shape, the API key, the body's size and time
+  limits and the access log.
+- :mod:`stackgan.serve.conn`: uvicorn's connections with a deadline on each request header.
 - :mod:`stackgan.serve.app`: the FastAPI app (``create_app``) and the uvicorn runner (``serve``).
 
 Example::

@@ -9,13 +9,14 @@ FastAPI's OpenAPI page at ``/docs``. The app only calls the sampling API, throug
 
 import asyncio
 import base64
-import hmac
+import concurrent.futures
+import inspect
 import io
 import logging
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -23,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fastapi import Depends, FastAPI, Request
+import uvicorn
+from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
@@ -38,7 +40,16 @@ from stackgan.serve.batching import (
     QueueFullError,
     StoppedError,
 )
-from stackgan.serve.middleware import AccessLog, ApiError, BodyLimit, add_error_handlers
+from stackgan.serve.conn import deadline_protocol
+from stackgan.serve.middleware import (
+    AccessLog,
+    ApiError,
+    ApiKey,
+    BodyLimit,
+    ClientGoneError,
+    Receive,
+    add_error_handlers,
+)
 from stackgan.serve.middleware import error_response as _error
 from stackgan.serve.models import ModelEntry
 from stackgan.serve.schemas import (
@@ -47,8 +58,9 @@ from stackgan.serve.schemas import (
     ImagesResponse,
     ServeConfig,
     StageImages,
+    images_request_model,
 )
-from stackgan.text import MAX_CAPTION_CHARS, TextEncoderError, check_captions
+from stackgan.text import CaptionError, TextEncoderError, check_captions
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +71,13 @@ BUSY: dict[int | str, dict[str, Any]] = {
 IMAGES_ERRORS: dict[int | str, dict[str, Any]] = {
     **BUSY,
     400: {"description": "Malformed JSON."},
-    401: {"description": "Missing or wrong API key."},
+    401: {"description": "Missing or wrong API key (checked before the body is read)."},
+    408: {"description": "The request body did not arrive within the body timeout."},
     413: {"description": "Request body over the limit."},
-    422: {"description": "A field is wrong; `field` names it."},
+    422: {
+        "description": "A field is wrong; `field` names the first, `count` says how many, "
+        "`details` lists the first five."
+    },
 }
 
 
@@ -88,11 +104,33 @@ def _check_captions(captions: list[str], entry: ModelEntry) -> list[str]:
         raise ApiError(422, f"model {entry.name!r} needs at least one caption", "captions")
     try:
         return check_captions(captions)
+    except CaptionError as exc:
+        raise ApiError(422, str(exc), f"captions.{exc.index}") from exc
     except TextEncoderError as exc:
-        bad = next(
-            (i for i, c in enumerate(captions) if not c.strip() or len(c) > MAX_CAPTION_CHARS), None
-        )
-        raise ApiError(422, str(exc), "captions" if bad is None else f"captions.{bad}") from exc
+        raise ApiError(422, str(exc), "captions") from exc
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Return once the client has gone (the body is read: nothing else comes but that)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_gone(
+    future: concurrent.futures.Future[BatchOutcome], receive: Receive
+) -> BatchOutcome:
+    """The job's outcome; or, should the client disconnect first, :class:`ClientGoneError`, with
+    the job cancelled, so that the worker skips it unless it is already being made."""
+    result = asyncio.wrap_future(future)
+    gone = asyncio.ensure_future(_disconnected(receive))
+    try:
+        await asyncio.wait((result, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if result.done():
+        return result.result()
+    result.cancel()  # wrap_future passes it on: the job's future is cancelled unless running
+    raise ClientGoneError("the client closed the connection before its images were made")
 
 
 @dataclass
@@ -148,23 +186,6 @@ class _Routes:
         self.counters = counters
         self.static = Path(str(resources.files("stackgan.serve") / "static"))
 
-    def require_key(self, request: Request) -> None:
-        """The API key check of the /v1 routes (a no-op without a key)."""
-        key = self.cfg.api_key
-        if key is None:
-            return
-        given = request.headers.get("x-api-key")
-        auth = request.headers.get("authorization", "")
-        if given is None and auth[:7].lower() == "bearer ":
-            given = auth[7:].strip()
-        if given is None or not hmac.compare_digest(given.encode(), key.encode()):
-            raise ApiError(
-                401,
-                "missing or wrong API key (send Authorization: Bearer KEY or X-API-Key: KEY)",
-                "authorization",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-
     async def images(self, body: ImagesRequest, request: Request) -> ImagesResponse:
         """Generate images from captions (or, for an unconditional model, from noise alone).
 
@@ -177,7 +198,10 @@ class _Routes:
             future = self.batcher.submit(
                 job.name, GenRequest(job.captions or None, body.num_images, job.seed)
             )
-            outcome = await asyncio.wrap_future(future)
+            outcome = await _unless_gone(future, request.receive)
+        except ClientGoneError:
+            self.counters.count_abandoned()
+            raise
         except QueueFullError as exc:
             raise ApiError(503, str(exc), headers={"Retry-After": str(exc.retry_after)}) from exc
         except StoppedError as exc:
@@ -228,6 +252,8 @@ class _Routes:
             f"stackgan_batches_total {snap['batches']}",
             f"stackgan_batch_images_total {snap['batch_images']}",
             f"stackgan_rejected_total {snap['rejected_503']}",
+            f"stackgan_abandoned_total {snap['abandoned']}",
+            f"stackgan_skipped_total {snap['skipped_before_generation']}",
             f"stackgan_queue_depth {self.batcher.depth}",
             f"stackgan_uptime_seconds {snap['uptime_s']}",
         ]
@@ -273,6 +299,25 @@ def _response(
     )
 
 
+def _with_body_model(
+    route: Callable[[ImagesRequest, Request], Awaitable[ImagesResponse]],
+    model: type[ImagesRequest],
+) -> Callable[[ImagesRequest, Request], Awaitable[ImagesResponse]]:
+    """``route`` with its body declared as ``model``: FastAPI reads the body's type off the
+    signature, and this app's model carries its own caption limit (``max_captions``)."""
+
+    async def images(body: ImagesRequest, request: Request) -> ImagesResponse:
+        return await route(body, request)
+
+    images.__doc__ = route.__doc__
+    sig = inspect.signature(images)
+    params = [
+        p.replace(annotation=model) if p.name == "body" else p for p in sig.parameters.values()
+    ]
+    setattr(images, "__signature__", sig.replace(parameters=params))  # noqa: B010 (mypy)
+    return images
+
+
 def create_app(models: Mapping[str, ModelEntry], config: ServeConfig | None = None) -> FastAPI:
     """The ASGI app over already loaded models (the first is the default).
 
@@ -312,18 +357,20 @@ def create_app(models: Mapping[str, ModelEntry], config: ServeConfig | None = No
     app.state.batcher, app.state.counters, app.state.config = batcher, counters, cfg
     add_error_handlers(app)
     r = _Routes(models, cfg, batcher, counters)
-    key = [Depends(r.require_key)]
-    app.post(
-        "/v1/images", response_model=ImagesResponse, dependencies=key, responses=IMAGES_ERRORS
-    )(r.images)
-    app.get("/v1/models", dependencies=key)(r.list_models)
+    app.post("/v1/images", response_model=ImagesResponse, responses=IMAGES_ERRORS)(
+        _with_body_model(r.images, images_request_model(cfg.max_captions))
+    )
+    app.get("/v1/models")(r.list_models)
     app.get("/healthz")(r.healthz)
     app.get("/readyz", responses=BUSY)(r.readyz)
     app.get("/metrics", response_class=PlainTextResponse)(r.metrics)
     app.get("/", include_in_schema=False)(r.index)
     app.mount("/static", StaticFiles(directory=r.static), name="static")
-    # outermost last: the access log sees every answer, the body limit's 413s included
-    app.add_middleware(BodyLimit, limit=cfg.max_body_bytes)
+    # outermost last: the access log sees every answer, the body limit's 413s and 408s and the
+    # key's 401s included; the key is checked before the body is read or parsed
+    app.add_middleware(BodyLimit, limit=cfg.max_body_bytes, timeout_s=cfg.body_timeout_s)
+    if cfg.api_key is not None:
+        app.add_middleware(ApiKey, key=cfg.api_key)
     app.add_middleware(AccessLog, counters=counters)
     return app
 
@@ -348,6 +395,25 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def build_server(models: Mapping[str, ModelEntry], config: ServeConfig) -> uvicorn.Server:
+    """The uvicorn server :func:`serve` runs (``server.run(sockets=[sock])``; tests run it in a
+    thread): the app, a connection limit, and the header, body and keep-alive deadlines."""
+    app = create_app(models, config)
+    # bounded connections: past this uvicorn answers 503 itself, before reading a body; set
+    # above the queue so that the queue's 503 (JSON, Retry-After) is what clients normally see.
+    # Silent and slow connections count against it until their deadline closes them.
+    limit = config.queue_size + config.max_batch + 64
+    return uvicorn.Server(
+        uvicorn.Config(
+            app,
+            http=deadline_protocol(config.header_timeout_s, config.keep_alive_s),
+            log_config=None,
+            access_log=False,  # AccessLog writes one line per request
+            limit_concurrency=limit,
+        )
+    )
+
+
 def serve(
     models: Mapping[str, ModelEntry],
     config: ServeConfig,
@@ -359,29 +425,15 @@ def serve(
 
     Args:
         models: loaded models by name.
-        config: limits, batching, API key.
+        config: limits, batching, timeouts, API key.
         host: the address to bind; ``127.0.0.1`` keeps the server on this machine.
         port: TCP port; 0 picks a free one.
         on_ready: called with the server's URL once the socket listens.
     """
-    import uvicorn
-
-    app = create_app(models, config)
+    server = build_server(models, config)
     sock = bind_socket(host, port)
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
-    # bounded connections: past this uvicorn answers 503 itself, before reading a body; set
-    # above the queue so that the queue's 503 (JSON, Retry-After) is what clients normally see
-    limit = config.queue_size + config.max_batch + 64
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            log_config=None,
-            access_log=False,  # AccessLog writes one line per request
-            limit_concurrency=limit,
-            timeout_keep_alive=5,
-        )
-    )
     if on_ready is not None:
         on_ready(f"http://{shown}:{bound}")
     server.run(sockets=[sock])

@@ -168,6 +168,8 @@ class Counters:
         self.batches = 0
         self.batch_images = 0
         self.rejected = 0  # 503s for a full queue
+        self.abandoned = 0  # requests whose client left before their images were ready
+        self.skipped = 0  # of those, requests dropped before generation (none of their images made)
         self.by_status: collections.Counter[int] = collections.Counter()
 
     def count_response(self, status: int) -> None:
@@ -188,6 +190,14 @@ class Counters:
         with self._lock:
             self.rejected += 1
 
+    def count_abandoned(self) -> None:
+        with self._lock:
+            self.abandoned += 1
+
+    def count_skipped(self, jobs: int) -> None:
+        with self._lock:
+            self.skipped += jobs
+
     def snapshot(self) -> dict[str, Any]:
         """The counters as JSON-ready values."""
         with self._lock:
@@ -202,6 +212,8 @@ class Counters:
                     round(self.batch_images / self.batches, 3) if self.batches else 0.0
                 ),
                 "rejected_503": self.rejected,
+                "abandoned": self.abandoned,
+                "skipped_before_generation": self.skipped,
                 "errors_by_status": errors,
                 "responses_by_status": {str(k): v for k, v in sorted(self.by_status.items())},
             }
@@ -307,6 +319,8 @@ class MicroBatcher:
             if self._stopping or self._thread is None:
                 raise StoppedError("the server is not running")
             if len(self._queue) >= self.queue_size:
+                self._drop_cancelled()
+            if len(self._queue) >= self.queue_size:
                 waiting = sum(j.request.size for j in self._queue) + self._busy_images
                 retry = math.ceil(waiting * self._s_per_image)
                 self.counters.count_rejected()
@@ -316,6 +330,14 @@ class MicroBatcher:
         return job.future
 
     # -- the worker -----------------------------------------------------------------------------
+
+    def _drop_cancelled(self) -> None:
+        """Take the jobs whose client went away out of the queue (the lock is held): they
+        neither hold a place nor count in a batch's size."""
+        live = [j for j in self._queue if not j.future.cancelled()]
+        if len(live) < len(self._queue):
+            self.counters.count_skipped(len(self._queue) - len(live))
+            self._queue = collections.deque(live)
 
     def _select(self) -> tuple[list[Job], int]:
         """The jobs the next batch would take: the oldest, then later jobs for the same model
@@ -337,12 +359,16 @@ class MicroBatcher:
                 self._cond.wait()
             if self._stopping:
                 return []
+            self._drop_cancelled()
+            if not self._queue:
+                return []
             # Wait for company only when requests have been coming together: a lone request on
             # a quiet server (the last batch was one request, nothing else queued) would wait
             # max_wait_s for nothing.
             quiet = len(self._queue) == 1 and self._last_requests <= 1
             deadline = time.perf_counter() + (0.0 if quiet else self.max_wait_s)
             while True:
+                self._drop_cancelled()
                 if self._stopping or not self._queue:  # stop() emptied the queue meanwhile
                     return []
                 jobs, size = self._select()
@@ -354,8 +380,11 @@ class MicroBatcher:
                 self._queue.remove(job)
             self._busy_images = size
             self._last_requests = len(jobs)
-        # a client that went away cancelled its future: skip its work
-        return [j for j in jobs if j.future.set_running_or_notify_cancel()]
+        # a client that went away meanwhile cancelled its future: skip its work
+        live = [j for j in jobs if j.future.set_running_or_notify_cancel()]
+        if len(live) < len(jobs):
+            self.counters.count_skipped(len(jobs) - len(live))
+        return live
 
     def _run(self) -> None:
         while True:

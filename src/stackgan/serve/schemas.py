@@ -4,14 +4,43 @@ into the OpenAPI page at ``/docs``)."""
 
 import json
 from dataclasses import asdict, dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from stackgan.text import MAX_CAPTION_CHARS
 
 MAX_SEED = 2**53 - 1  # the largest integer a JavaScript number holds exactly (the web page)
 RANDOM_SEED_BELOW = 2**31  # a null seed draws one below this: short enough to read and type
+MAX_UNKNOWN_FIELDS = 5  # more unknown fields in a body are refused as one error
+MAX_TIMEOUT_S = 3600.0  # past an hour a "timeout" no longer protects anything
+
+
+def check_api_key(key: str) -> None:
+    """Refuse a key no request could ever match.
+
+    Starlette decodes header values as Latin-1 and clients strip the spaces around them, so a
+    non-ASCII key or one padded with spaces (or holding any) would be compared against bytes
+    that never equal it: every request would get 401, silently.
+
+    Raises:
+        ValueError: the key is empty, or not printable ASCII without spaces.
+    """
+    if not key.strip():
+        raise ValueError("the API key is empty")
+    bad = next((c for c in key if not "!" <= c <= "~"), None)
+    if bad is not None:
+        raise ValueError(
+            f"the API key holds {bad!r} (U+{ord(bad):04X}): use printable ASCII without spaces, "
+            "the only characters an HTTP header carries intact"
+        )
 
 
 @dataclass(frozen=True)
@@ -25,7 +54,12 @@ class ServeConfig:
         max_captions: most captions in one request.
         max_images: most images in one request (captions x num_images).
         max_body_bytes: largest request body; larger is a 413.
-        api_key: when set, the API routes need ``Authorization: Bearer KEY`` or ``X-API-Key``.
+        api_key: when set, the API routes need ``Authorization: Bearer KEY`` or ``X-API-Key``;
+            printable ASCII without spaces (a header carries nothing else intact).
+        header_timeout_s: a connection that has not sent a complete request header this long
+            after opening (or after its last response) is closed, with a 408 if it sent part.
+        body_timeout_s: a request body not complete this long after its header is a 408.
+        keep_alive_s: an idle keep-alive connection is closed after this long.
     """
 
     max_batch: int = 32
@@ -35,6 +69,9 @@ class ServeConfig:
     max_images: int = 32
     max_body_bytes: int = 256 * 1024
     api_key: str | None = None
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    keep_alive_s: float = 5.0
 
     def __post_init__(self) -> None:
         for name in ("max_batch", "queue_size", "max_captions", "max_images", "max_body_bytes"):
@@ -42,8 +79,12 @@ class ServeConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must be >= 0, got {self.max_wait_ms}")
-        if self.api_key is not None and not self.api_key.strip():
-            raise ValueError("the API key is empty")
+        for name in ("header_timeout_s", "body_timeout_s", "keep_alive_s"):
+            value = getattr(self, name)
+            if not 0 < value <= MAX_TIMEOUT_S:
+                raise ValueError(f"{name} must be in (0, {MAX_TIMEOUT_S:g}], got {value}")
+        if self.api_key is not None:
+            check_api_key(self.api_key)
 
     def limits(self) -> dict[str, int]:
         """The request limits, as ``GET /v1/models`` reports them."""
@@ -99,6 +140,37 @@ class ImagesRequest(BaseModel):
         description='"base64": each image a base64 PNG string; "png": a data URI '
         "(data:image/png;base64,...), usable as an <img> src.",
     )
+
+    # the server's caption limit, set by images_request_model; None: unchecked here
+    max_captions: ClassVar[int | None] = None
+
+    @field_validator("captions", mode="before")
+    @classmethod
+    def _not_too_many(cls, value: Any) -> Any:
+        """An over-long list is refused before any caption is looked at: a 256 KB body of
+        ``[1,1,...]`` would otherwise be 130,000 errors to build (1.1 s, a 9 MB answer)."""
+        limit = cls.max_captions
+        if limit is not None and isinstance(value, list) and len(value) > limit:
+            raise ValueError(f"{len(value)} captions; the limit per request is {limit}")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_fields(cls, data: Any) -> Any:
+        """Many unknown fields as one error (``extra="forbid"`` makes one per key: a body of
+        30,000 junk keys would be 30,000 errors); a few are left to it, which names each."""
+        if isinstance(data, dict) and len(data) > len(cls.model_fields) + MAX_UNKNOWN_FIELDS:
+            unknown = [k for k in data if k not in cls.model_fields]
+            if len(unknown) > MAX_UNKNOWN_FIELDS:
+                shown = ", ".join(repr(str(k)[:40]) for k in unknown[:3])
+                raise ValueError(f"{len(unknown)} unknown fields: {shown}, ...")
+        return data
+
+
+def images_request_model(max_captions: int) -> type[ImagesRequest]:
+    """:class:`ImagesRequest` with the server's caption limit checked on the list itself,
+    before its items."""
+    return type("ImagesRequest", (ImagesRequest,), {"max_captions": max_captions})
 
 
 class StageImages(BaseModel):

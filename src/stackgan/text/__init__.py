@@ -1,6 +1,12 @@
 """Text encoders: the ``TextEncoder`` protocol, ``minilm`` and ``precomputed``."""
 
-from stackgan.text.base import MAX_CAPTION_CHARS, TextEncoder, TextEncoderError, check_captions
+from stackgan.text.base import (
+    MAX_CAPTION_CHARS,
+    CaptionError,
+    TextEncoder,
+    TextEncoderError,
+    check_captions,
+)
 from stackgan.text.encoders import (
     MiniLMEncoder,
     PrecomputedEmbeddings,
@@ -10,6 +16,7 @@ from stackgan.text.encoders import (
 
 __all__ = [
     "MAX_CAPTION_CHARS",
+    "CaptionError",
     "MiniLMEncoder",
     "PrecomputedEmbeddings",
     "TextEncoder",
