@@ -696,8 +696,9 @@ def test_a_short_load_test_gives_no_5xx_and_clean_503s(live_server):
     assert "POST /v1/images 200 " in log.read_text() and " batch=" in log.read_text()
 
 
-def _chrome():
-    """A headless Chromium driven by Debian's chromedriver, or a skip saying what is missing."""
+def _chrome(extra_args: list[str] | None = None):
+    """A headless Chromium driven by Debian's chromedriver, or a skip saying what is missing
+    (``make browser`` installs both with apt-get where it runs as root)."""
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
     browser = next(
         (shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None
@@ -719,6 +720,7 @@ def _chrome():
         "--window-size=1280,1100",
         "--disable-extensions",
         "--no-first-run",
+        *(extra_args or []),
     ):
         opts.add_argument(a)
     return webdriver.Chrome(service=Service(executable_path=driver), options=opts)

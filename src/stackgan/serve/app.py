@@ -2,9 +2,9 @@
 
 Routes: ``POST /v1/images``, ``GET /v1/models``, ``GET /healthz``, ``GET /readyz``,
 ``GET /metrics`` (Prometheus text), the page at ``/`` (static files under ``static/``) and
-FastAPI's OpenAPI page at ``/docs``. The app only calls the sampling API, through
-:mod:`stackgan.serve.batching`; every error a client can cause is a 4xx in the JSON shape of
-:mod:`stackgan.serve.middleware`.
+the OpenAPI page at ``/docs`` (Swagger UI served from the package, :mod:`.docs_assets`). The
+app only calls the sampling API, through :mod:`stackgan.serve.batching`; every error a client
+can cause is a 4xx in the JSON shape of :mod:`stackgan.serve.middleware`.
 """
 
 import asyncio
@@ -38,6 +38,7 @@ from stackgan.serve.batching import (
     QueueFullError,
     StoppedError,
 )
+from stackgan.serve.docs_assets import add_offline_docs
 from stackgan.serve.middleware import AccessLog, ApiError, BodyLimit, add_error_handlers
 from stackgan.serve.middleware import error_response as _error
 from stackgan.serve.models import ModelEntry
@@ -308,6 +309,8 @@ def create_app(models: Mapping[str, ModelEntry], config: ServeConfig | None = No
         version=__version__,
         summary="Text-to-image synthesis with Stacked GANs: captions in, PNGs out.",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's page loads Swagger UI from a CDN; add_offline_docs serves it
+        redoc_url=None,
     )
     app.state.batcher, app.state.counters, app.state.config = batcher, counters, cfg
     add_error_handlers(app)
@@ -322,6 +325,7 @@ def create_app(models: Mapping[str, ModelEntry], config: ServeConfig | None = No
     app.get("/metrics", response_class=PlainTextResponse)(r.metrics)
     app.get("/", include_in_schema=False)(r.index)
     app.mount("/static", StaticFiles(directory=r.static), name="static")
+    add_offline_docs(app)
     # outermost last: the access log sees every answer, the body limit's 413s included
     app.add_middleware(BodyLimit, limit=cfg.max_body_bytes)
     app.add_middleware(AccessLog, counters=counters)
