@@ -1,5 +1,6 @@
 """``/docs`` works offline: Swagger UI's assets come from the package, the page names no
-external URL, and headless Chromium with every non-local host unresolvable renders it."""
+external URL, and headless Chromium with every non-local host unresolvable renders it; and a
+first API call without a JSON Content-Type is told what to send."""
 
 from __future__ import annotations
 
@@ -103,3 +104,15 @@ def test_docs_render_in_headless_chromium_with_networking_off(live_url, monkeypa
         assert loaded and all(u.startswith(live_url) for u in loaded), loaded
     finally:
         driver.quit()
+
+
+def test_a_body_without_a_json_content_type_gets_a_hint(app):
+    body = '{"captions": ["a big red star on a sky blue background"]}'
+    with TestClient(app) as c:
+        for ctype in ("application/x-www-form-urlencoded", "text/plain"):
+            r = c.post("/v1/images", content=body, headers={"Content-Type": ctype})
+            assert r.status_code == 422, r.text
+            message = r.json()["error"]
+            assert "Content-Type: application/json" in message and ctype in message, message
+        r = c.post("/v1/images", content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 200, r.text
