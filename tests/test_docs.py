@@ -92,6 +92,11 @@ def test_documented_command_runs_as_written(where, words, monkeypatch):
         variables = [w.split("=", 1)[0] for w in words[1:] if "=" in w]
         assert all(t in targets for t in words[1:] if "=" not in t), words
         assert all(f"$({v})" in makefile for v in variables), words
+    elif prog == "source":  # activating the venv the Makefile creates
+        assert (
+            words[1:] == [".venv/bin/activate"]
+            and "VENV   ?= .venv" in (ROOT / "Makefile").read_text()
+        ), words
     elif prog.startswith("python") and words[1:2] == ["-c"]:  # a one-liner: it compiles
         compile(words[2], where, "exec")
     elif prog.startswith("python") and len(words) > 1 and words[1].endswith(".py"):
