@@ -708,7 +708,13 @@ def _chrome(extra_args: list[str] | None = None):
         "/usr/bin/chromedriver" if os.path.exists("/usr/bin/chromedriver") else None
     )
     if browser is None or driver is None:
-        pytest.skip("chromium or chromedriver is not installed (make browser installs them)")
+        missing = " and ".join(
+            n for n, p in (("chromium", browser), ("chromedriver", driver)) if p is None
+        )
+        pytest.skip(
+            f"browser test skipped: {missing} not installed (`make browser` installs Debian's "
+            "chromium and chromium-driver with apt-get when run as root; or install them yourself)"
+        )
     from selenium.webdriver.chrome.service import Service
 
     opts = webdriver.ChromeOptions()
