@@ -195,7 +195,7 @@ def dataset_embeddings(
     return emb.float()  # what a later run reads back: the first run trains on the same inputs
 
 
-ENCODE_CHUNK = 512  # captions per encoder call: the bar moves every few seconds on a CPU
+ENCODE_CHUNK = 128  # captions per encoder call: the bar moves about every second on a CPU
 PARTIAL_SAVE_S = 60.0  # how often an interrupted encoding's work so far is kept on disk
 
 
