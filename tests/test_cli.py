@@ -256,7 +256,9 @@ def test_demo_writes_a_gallery_and_trains(tiny_model, tmp_path):
     from stackgan.pretrained import PRETRAINED
 
     n_birds = len(PRETRAINED["birds"].examples)
-    assert page.count("<tr>") == 4 + n_birds  # header + 3 captions, then the birds gallery
+    # header + 3 captions, then the birds gallery: its header (which stage, which sample) + rows
+    assert page.count("<tr>") == 4 + 1 + n_birds
+    assert "<th>Stage-II (256 px), sample 2</th>" in page
     assert "Birds: new sentences" in page and PRETRAINED["birds"].examples[0] in page
     for s in (1,):
         assert (out / "images" / f"000-stage{s}.png").exists()

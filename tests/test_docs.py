@@ -86,9 +86,19 @@ def test_documented_command_runs_as_written(where, words, monkeypatch):
             cmd.name == "train" and ctx.parent is not None and ctx.parent.parent is None
         ):  # --dry-run: the config and every --set resolve
             load_config(ctx.params["config"], list(ctx.params["overrides"]))
-    elif prog == "make":
-        targets = re.findall(r"^([\w-]+):", (ROOT / "Makefile").read_text(), re.M)
-        assert all(t in targets for t in words[1:]), words
+    elif prog == "make":  # its targets exist, and each VAR=value names a variable it reads
+        makefile = (ROOT / "Makefile").read_text()
+        targets = re.findall(r"^([\w-]+):", makefile, re.M)
+        variables = [w.split("=", 1)[0] for w in words[1:] if "=" in w]
+        assert all(t in targets for t in words[1:] if "=" not in t), words
+        assert all(f"$({v})" in makefile for v in variables), words
+    elif prog == "source":  # activating the venv the Makefile creates
+        assert (
+            words[1:] == [".venv/bin/activate"]
+            and "VENV   ?= .venv" in (ROOT / "Makefile").read_text()
+        ), words
+    elif prog.startswith("python") and words[1:2] == ["-c"]:  # a one-liner: it compiles
+        compile(words[2], where, "exec")
     elif prog.startswith("python") and len(words) > 1 and words[1].endswith(".py"):
         assert (ROOT / words[1]).is_file(), words
     elif prog == "bash" and len(words) > 1:  # a project script: it exists and parses

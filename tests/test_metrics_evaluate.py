@@ -102,7 +102,10 @@ def test_report_opens_in_headless_chromium(tiny_shapes, tmp_path):
     from .conftest import tiny_config
 
     if find_chromium() is None:
-        pytest.skip("chromium is not installed (make test installs it where apt-get can)")
+        pytest.skip(
+            "browser test skipped: chromium not installed (`make browser` installs Debian's "
+            "chromium with apt-get when run as root; or install it yourself)"
+        )
     cfg = tiny_config(tiny_shapes, stage=2)
     model = tmp_path / "model.safetensors"
     export_generator(model, build_generator(cfg).state_dict(), cfg)

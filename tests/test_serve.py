@@ -100,7 +100,8 @@ def test_models_lists_the_model_its_stages_examples_and_the_limits(client, sampl
     (m,) = body["models"]
     assert m["name"] == "shapes" and m["resolution"] == sampler.resolution == 256
     assert m["stages"] == [64, 256] and m["conditional"] is True and m["version"] == "v1"
-    assert m["dataset"] == "shapes" and m["text_encoder"] == sampler.cfg.text.encoder
+    assert m["dataset"] == "shapes" and m["text_encoder"] == sampler.encoder.name
+    assert "/" not in m["text_encoder"]  # not the path the encoder was trained at
     assert STAR in m["examples"] and len(m["examples"]) >= 4
     assert body["limits"] == {
         "max_captions": 16,
@@ -696,8 +697,9 @@ def test_a_short_load_test_gives_no_5xx_and_clean_503s(live_server):
     assert "POST /v1/images 200 " in log.read_text() and " batch=" in log.read_text()
 
 
-def _chrome():
-    """A headless Chromium driven by Debian's chromedriver, or a skip saying what is missing."""
+def _chrome(extra_args: list[str] | None = None):
+    """A headless Chromium driven by Debian's chromedriver, or a skip saying what is missing
+    (``make browser`` installs both with apt-get where it runs as root)."""
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
     browser = next(
         (shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None
@@ -706,7 +708,13 @@ def _chrome():
         "/usr/bin/chromedriver" if os.path.exists("/usr/bin/chromedriver") else None
     )
     if browser is None or driver is None:
-        pytest.skip("chromium or chromedriver is not installed (make browser installs them)")
+        missing = " and ".join(
+            n for n, p in (("chromium", browser), ("chromedriver", driver)) if p is None
+        )
+        pytest.skip(
+            f"browser test skipped: {missing} not installed (`make browser` installs Debian's "
+            "chromium and chromium-driver with apt-get when run as root; or install them yourself)"
+        )
     from selenium.webdriver.chrome.service import Service
 
     opts = webdriver.ChromeOptions()
@@ -719,6 +727,7 @@ def _chrome():
         "--window-size=1280,1100",
         "--disable-extensions",
         "--no-first-run",
+        *(extra_args or []),
     ):
         opts.add_argument(a)
     return webdriver.Chrome(service=Service(executable_path=driver), options=opts)

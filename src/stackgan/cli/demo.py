@@ -140,12 +140,18 @@ def _birds_gallery(out: Path, seed: int) -> str:
                 )
         rows.append(f"<tr><td class='cap'>{html.escape(cap)}</td>{cells}</tr>")
     size = stages[-1].shape[1]
+    # two samples per stage: say which column is which stage and sample
+    heads = "".join(
+        f"<th>Stage-{'I' * s if s < 4 else s} ({arrs.shape[1]} px), sample {k}</th>"
+        for s, arrs in enumerate(stages, start=1)
+        for k in (1, 2)
+    )
     return (
         f"<h2>Birds: new sentences</h2><p>The bundled <code>birds</code> model "
         f"({html.escape(birds.description)}; {size} px shown at 128 px, two samples per "
         f"sentence). None of these sentences is in its training captions. Model card: "
         f"<code>{html.escape(birds.card)}</code>.</p>"
-        f"<table>{''.join(rows)}</table>"
+        f"<table><tr><th>sentence</th>{heads}</tr>{''.join(rows)}</table>"
     )
 
 

@@ -158,7 +158,7 @@ def _write_samples(
     if grid:
         save_png(make_grid(np.stack(grid), nrow=min(8, len(grid))), out / "grid.png")
         note = f" and grid.png (the first {len(grid)})"
-    click.echo(f"wrote {n} images ({resolution}px){note} to {out}")
+    click.echo(f"wrote {n} image{'s' if n != 1 else ''} ({resolution}px){note} to {out}")
 
 
 def _read_embeddings(sampler: Any, path: Path) -> Any:

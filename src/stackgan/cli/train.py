@@ -41,7 +41,11 @@ import click
     help="With --run-dir: start afresh in a folder that holds an earlier run, deleting its "
     "checkpoints, exports, stats and samples (without it such a folder is refused).",
 )
-@click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the full resolved config and exit (a run writes it to RUN_DIR/config.yaml).",
+)
 def train(
     config: str,
     overrides: tuple[str, ...],
@@ -53,18 +57,21 @@ def train(
 ) -> None:
     """Train a StackGAN stage (on several processes: torchrun --nproc_per_node N -m stackgan train).
 
+    The data, the Stage-I model and the text-encoder files are checked before the run folder is
+    created, so a mistake leaves no folder behind.
+
     \b
     Examples:
-      stackgan train configs/v1_shapes_stage1.yaml
-      stackgan train configs/v1_shapes_stage2.yaml \\
-          --set model.stage1_checkpoint=runs/00000-v1-shapes-stage1-bs64/model.safetensors
+      stackgan train configs/v1_shapes_stage1.yaml --run-dir runs/shapes-s1
+      stackgan train configs/v1_shapes_stage2.yaml --run-dir runs/shapes-s2 \\
+          --set model.stage1_checkpoint=runs/shapes-s1/model.safetensors
       stackgan train configs/v1_shapes_stage1.yaml --set train.total_iters=200 --dry-run
-      stackgan train configs/v1_shapes_stage1.yaml \\
-          --resume runs/00000-v1-shapes-stage1-bs64/checkpoint-latest.pt
+      stackgan train configs/v1_shapes_stage1.yaml --resume runs/shapes-s1/checkpoint-latest.pt
     """
     from stackgan.config import load_config
     from stackgan.train import make_run_dir
     from stackgan.train import train as run_training
+    from stackgan.train.preflight import preflight, summary
     from stackgan.utils.distributed import broadcast_text, init_distributed
     from stackgan.utils.runtime import resolve_device
 
@@ -72,9 +79,11 @@ def train(
     if dry_run:  # the config alone: no device, no process group
         click.echo(cfg.to_yaml())
         return
-    info = init_distributed(resolve_device(cfg.train.device).type)  # under torchrun
+    device = resolve_device(cfg.train.device)  # (a device this machine lacks: an error here)
+    found = preflight(cfg, resume)  # before any folder exists: a mistake leaves none behind
+    info = init_distributed(device.type)  # under torchrun
     if info.is_main:
-        click.echo(cfg.to_yaml())
+        click.echo("\n".join(summary(cfg, config, found)))
     if run_dir is not None:
         rd = Path(run_dir)
     elif resume is not None:
@@ -82,7 +91,7 @@ def train(
     else:  # rank 0 numbers the run; the other ranks of a torchrun write into the same one
         rd = Path(broadcast_text(str(make_run_dir(outdir, cfg)) if info.is_main else None, info))
     if info.is_main:
-        click.echo(f"run directory: {rd}")
+        click.echo(f"run directory: {rd} (full config: {rd / 'config.yaml'})")
     export = run_training(cfg, rd, resume=resume, overwrite=overwrite)
     if info.is_main:
         click.echo(f"done: inference model at {export}")

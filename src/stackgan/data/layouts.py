@@ -80,8 +80,8 @@ def read_index(
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(
-            f"dataset folder not found: {root} (for the default dataset run "
-            f"`stackgan data shapes --out {root}`)"
+            f"dataset folder not found: {root} (the shapes data: `stackgan data shapes --out "
+            f"{root}`; CUB birds, Oxford-102 flowers and the other layouts: docs/data.md)"
         )
     if layout == "auto":
         layout = detect_layout(root)

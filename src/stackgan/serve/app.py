@@ -2,9 +2,9 @@
 
 Routes: ``POST /v1/images``, ``GET /v1/models``, ``GET /healthz``, ``GET /readyz``,
 ``GET /metrics`` (Prometheus text), the page at ``/`` (static files under ``static/``) and
-FastAPI's OpenAPI page at ``/docs``. The app only calls the sampling API, through
-:mod:`stackgan.serve.batching`; every error a client can cause is a 4xx in the JSON shape of
-:mod:`stackgan.serve.middleware`.
+the OpenAPI page at ``/docs`` (Swagger UI served from the package, :mod:`.docs_assets`). The
+app only calls the sampling API, through :mod:`stackgan.serve.batching`; every error a client
+can cause is a 4xx in the JSON shape of :mod:`stackgan.serve.middleware`.
 """
 
 import asyncio
@@ -41,6 +41,7 @@ from stackgan.serve.batching import (
     StoppedError,
 )
 from stackgan.serve.conn import deadline_protocol
+from stackgan.serve.docs_assets import add_offline_docs
 from stackgan.serve.middleware import (
     AccessLog,
     ApiError,
@@ -353,6 +354,8 @@ def create_app(models: Mapping[str, ModelEntry], config: ServeConfig | None = No
         version=__version__,
         summary="Text-to-image synthesis with Stacked GANs: captions in, PNGs out.",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's page loads Swagger UI from a CDN; add_offline_docs serves it
+        redoc_url=None,
     )
     app.state.batcher, app.state.counters, app.state.config = batcher, counters, cfg
     add_error_handlers(app)
@@ -366,6 +369,7 @@ def create_app(models: Mapping[str, ModelEntry], config: ServeConfig | None = No
     app.get("/metrics", response_class=PlainTextResponse)(r.metrics)
     app.get("/", include_in_schema=False)(r.index)
     app.mount("/static", StaticFiles(directory=r.static), name="static")
+    add_offline_docs(app)
     # outermost last: the access log sees every answer, the body limit's 413s and 408s and the
     # key's 401s included; the key is checked before the body is read or parsed
     app.add_middleware(BodyLimit, limit=cfg.max_body_bytes, timeout_s=cfg.body_timeout_s)

@@ -220,7 +220,7 @@ def add_error_handlers(app: FastAPI) -> None:
         return error_response(CLIENT_CLOSED, str(exc) or "the client closed the connection")
 
     @app.exception_handler(RequestValidationError)
-    async def on_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors: list[dict[str, Any]] = [dict(e) for e in exc.errors()]
         details = [{"field": field_name(e["loc"]), "message": _msg(e)} for e in errors]
         first: dict[str, Any] = errors[0] if errors else {"type": "", "loc": ("body",), "msg": "?"}
@@ -231,7 +231,13 @@ def add_error_handlers(app: FastAPI) -> None:
                 400, f"malformed JSON{where}: {ctx.get('error', 'invalid')}", "body"
             )
         field = field_name(first["loc"])
-        return error_response(422, f"{field}: {_msg(first)}", field, details)
+        message = f"{field}: {_msg(first)}"
+        ctype = request.headers.get("content-type", "")
+        if tuple(first["loc"]) == ("body",) and "json" not in ctype.lower():
+            # without a JSON Content-Type FastAPI reads the body as a string ("Input should be a
+            # valid dictionary"): say what to send (curl -d sends form encoding by default)
+            message += f" (send JSON with Content-Type: application/json; got {ctype or 'none'})"
+        return error_response(422, message, field, details)
 
     @app.exception_handler(HTTPException)
     async def on_http_error(_: Request, exc: HTTPException) -> JSONResponse:

@@ -60,11 +60,19 @@ class ModelEntry:
             "resolution": self.sampler.resolution,
             "stages": self.stage_sizes,
             "dataset": cfg.data.name,
-            "text_encoder": cfg.text.encoder if self.sampler.conditional else None,
+            "text_encoder": self._encoder_name(),
             "version": cfg.model.version,
             "conditional": self.sampler.conditional,
             "examples": self.examples,
         }
+
+    def _encoder_name(self) -> str | None:
+        """``minilm``, ``precomputed``, or ``trained-<digest>`` for an encoder that travels
+        in the model file (never the path it was trained at: that names a developer's disk)."""
+        if not self.sampler.conditional:
+            return None
+        enc = self.sampler.encoder
+        return str(enc.name) if enc is not None else self.sampler.cfg.text.encoder
 
 
 def example_captions(dataset: str, num: int = 6) -> list[str]:
