@@ -39,6 +39,7 @@ from stackgan.config import ConfigError, ExperimentConfig, config_from_dict
 from stackgan.models.registry import build_generator
 from stackgan.text.base import is_encoder_file
 from stackgan.text.trainable import TrainedTextEncoder, matcher_from_state, matcher_header
+from stackgan.utils.archive import ArchiveError, check_zip_sizes
 from stackgan.utils.cache import atomic_torch_save, atomic_write, read_safetensors
 
 logger = logging.getLogger(__name__)
@@ -119,6 +120,10 @@ def save_checkpoint(
 def _verify_zip(path: Path) -> None:
     """Check every record of a torch zip checkpoint against its CRC-32 (torch.load does not, so
     flipped bytes would otherwise load as wrong weights)."""
+    try:
+        check_zip_sizes(path)  # from the central directory, before anything is inflated
+    except ArchiveError as exc:
+        raise CheckpointError(f"checkpoint {exc}") from None
     try:
         with zipfile.ZipFile(path) as zf:
             bad = zf.testzip()

@@ -15,7 +15,15 @@ from typing import Any, Literal
 
 import yaml
 
-from stackgan.config_parse import ConfigError, deep_merge, from_dict, parse_override, to_plain
+from stackgan.config_parse import (
+    ConfigError,
+    deep_merge,
+    from_dict,
+    parse_override,
+    safe_yaml,
+    to_plain,
+)
+from stackgan.utils.textio import TextFileError, read_text_file
 
 # Reference constants, each with its source.
 ADAM_BETAS = (0.5, 0.999)  # StackGAN reference code (the DCGAN default)
@@ -369,9 +377,10 @@ def load_config(
         if not p.is_file():
             raise ConfigError(f"config file not found: {p}")
         try:
-            loaded = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+            text = read_text_file(p)
+        except TextFileError as exc:
+            raise ConfigError(str(exc)) from None
+        loaded = safe_yaml(text, str(p)) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{p}: expected a mapping at the top level")
         data = loaded

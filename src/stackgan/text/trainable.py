@@ -241,13 +241,36 @@ def matcher_from_state(
     """Rebuild a matcher from its header fields and weights; ``where`` names the source in
     errors (a file, or a GAN export that embeds the encoder)."""
 
-    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+    version = str(meta.get("format_version", "0"))
+    if not version.isdigit():
+        raise TextEncoderError(f"{where}: invalid format_version {version[:20]!r}")
+    if int(version) > FORMAT_VERSION:
         raise TextEncoderError(f"{where} was written by a newer stackgan; upgrade to read it")
     try:
-        text = SentenceEncoder(**json.loads(meta["text"]))
-        matcher = TextImageMatcher(text, int(meta["image_dim"]))
-    except (KeyError, TypeError, ValueError) as exc:
+        args = json.loads(meta["text"])
+        if not isinstance(args, dict):
+            raise TypeError("the text field is not a mapping")
+        image_dim = int(meta["image_dim"])
+        # built on the meta device first (no memory): a header claiming 10^9 buckets is
+        # compared with the weights present before anything that large is allocated
+        with torch.device("meta"):
+            shapes = TextImageMatcher(SentenceEncoder(**args), image_dim).state_dict()
+    except (KeyError, TypeError, ValueError, RuntimeError, OverflowError) as exc:
         raise TextEncoderError(f"{where}: invalid text encoder header: {exc}") from exc
+    wrong = sorted(
+        k
+        for k in shapes.keys() | state.keys()
+        if k not in state or k not in shapes or state[k].shape != shapes[k].shape
+    )
+    if wrong:
+        k = wrong[0]
+        got = tuple(state[k].shape) if k in state else "missing"
+        want = tuple(shapes[k].shape) if k in shapes else "unexpected"
+        raise TextEncoderError(
+            f"{where}: weights do not match its header: {len(wrong)} tensors differ (e.g. {k}: "
+            f"{got} in the file, {want} for its header)"
+        )
+    matcher = TextImageMatcher(SentenceEncoder(**args), image_dim)
     try:
         matcher.load_state_dict(state)
     except RuntimeError as exc:
