@@ -16,7 +16,9 @@ from typing import Any, Literal
 import yaml
 
 from stackgan.config_parse import (
-    ConfigError,
+    ConfigError as ConfigError,
+)
+from stackgan.config_parse import (
     deep_merge,
     from_dict,
     parse_override,

@@ -177,7 +177,11 @@ def _check_meta(meta: dict[str, Any], path: Path) -> None:
     if meta.get("image_format") not in FORMATS:
         raise bad("image_format", f"one of {', '.join(FORMATS)}")
     sizes = meta.get("sizes")
-    if not _is_list_of(sizes, int) or not all(0 < s <= 4096 for s in sizes):
+    if (
+        not isinstance(sizes, list)
+        or not _is_list_of(sizes, int)
+        or not all(0 < s <= 4096 for s in sizes)
+    ):
         raise bad("sizes", "a list of image sizes in 1..4096")
     splits = meta.get("splits")
     if not isinstance(splits, dict):
@@ -186,7 +190,7 @@ def _check_meta(meta: dict[str, Any], path: Path) -> None:
         if not isinstance(info, dict):
             raise bad(f"splits.{name}", "a mapping")
         keys, caps, classes = info.get("keys"), info.get("captions"), info.get("class_ids")
-        if not _is_list_of(keys, str):
+        if not isinstance(keys, list) or not _is_list_of(keys, str):
             raise bad(f"splits.{name}.keys", "a list of strings")
         if not isinstance(caps, list) or not all(_is_list_of(c, str) for c in caps):
             raise bad(f"splits.{name}.captions", "a list of lists of strings")

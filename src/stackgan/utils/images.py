@@ -34,11 +34,12 @@ def open_image(
                 raise ImageFileError(
                     f"{name}: a {im.size[0]}x{im.size[1]} image, expected {size[0]}x{size[1]}"
                 )
-            return im.convert("RGB")  # decodes fully: a truncated file fails here
+            rgb: Image.Image = im.convert("RGB")  # decodes fully: a truncated file fails here
+            return rgb
     except FileNotFoundError:
         raise
     except UnidentifiedImageError:
-        raise ImageFileError(f"{name}: not a JPEG or PNG image") from None
+        raise ImageFileError(f"corrupt or unreadable image: {name} (not a JPEG or PNG)") from None
     except Image.DecompressionBombError as exc:  # a few KB that would decode to gigabytes
         raise ImageFileError(f"image too large to decode safely: {name} ({exc})") from None
     except (OSError, SyntaxError, ValueError) as exc:  # PIL's errors for damaged data
