@@ -255,7 +255,7 @@ def matcher_from_state(
         # compared with the weights present before anything that large is allocated
         with torch.device("meta"):
             shapes = TextImageMatcher(SentenceEncoder(**args), image_dim).state_dict()
-    except (KeyError, TypeError, ValueError, RuntimeError, OverflowError) as exc:
+    except (KeyError, TypeError, ValueError, RuntimeError, OverflowError, RecursionError) as exc:
         raise TextEncoderError(f"{where}: invalid text encoder header: {exc}") from exc
     wrong = sorted(
         k
