@@ -28,6 +28,7 @@ from stackgan.config_parse import (
 from stackgan.utils.textio import TextFileError, read_text_file
 
 # Reference constants, each with its source.
+MAX_GRID_CAPTIONS = 64  # rows of the tick's sample grid (each a row of images)
 ADAM_BETAS = (0.5, 0.999)  # StackGAN reference code (the DCGAN default)
 PAPER_LR = 2e-4  # StackGAN paper, sec. 4 ("learning rate 0.0002")
 PAPER_KL_WEIGHT = 2.0  # StackGAN reference code (TRAIN.COEFF.KL = 2.0)
@@ -332,6 +333,8 @@ class TrainConfig:
             raise ConfigError("train.total_iters, tick_iters and snapshot_ticks must be >= 1")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError("train.ema_decay must be in [0, 1)")
+        if not 1 <= self.num_grid_captions <= MAX_GRID_CAPTIONS:
+            raise ConfigError(f"train.num_grid_captions must be in 1..{MAX_GRID_CAPTIONS}")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ are converted only where that is lossless. Used by :mod:`stackgan.config`.
 
 from __future__ import annotations
 
+import math
 import reprlib
 import types
 import typing
@@ -26,6 +27,7 @@ T = TypeVar("T")
 MAX_YAML_BYTES = 1 << 20
 MAX_YAML_NODES = 100_000
 MAX_YAML_DEPTH = 32
+MAX_INT = (1 << 63) - 1  # every integer option fits an int64 (seeds, sizes, counts)
 _REPR_CHARS = 80  # of a bad value, in an error message
 
 
@@ -107,16 +109,24 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{key}: expected an integer, got {_short(value)}")
+        if abs(value) > MAX_INT:
+            raise ConfigError(f"{key}: {_short(value)} is out of range")
         return value
     if tp is float:
         if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
             try:
-                return float(value)
+                value = float(value)
             except ValueError:
                 raise ConfigError(f"{key}: expected a number, got {_short(value)}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {_short(value)}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer past 1e308
+            number = math.inf
+        if not math.isfinite(number):  # .inf / .nan / 1e400 pass every "> 0" check
+            raise ConfigError(f"{key}: expected a finite number, got {_short(value)}")
+        return number
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected a string, got {_short(value)}")
