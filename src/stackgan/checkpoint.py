@@ -167,7 +167,7 @@ def _check_fields(ckpt: Any, path: Path) -> None:
         raise CheckpointError(f"{path} is not a stackgan training checkpoint")
     version = ckpt["format_version"]
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise CheckpointError(f"{path}: format_version is {str(version)[:20]!r}, not a number")
+        raise CheckpointError(f"{path}: format_version is {repr(version)[:20]}, not a number")
     if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{path} has format {version}; this stackgan reads up to "
@@ -175,7 +175,7 @@ def _check_fields(ckpt: Any, path: Path) -> None:
         )
     step = ckpt.get("step", 0)
     if not isinstance(step, int) or isinstance(step, bool) or step < 0:
-        raise CheckpointError(f"{path}: step is {str(step)[:20]!r}, not an iteration count")
+        raise CheckpointError(f"{path}: step is {repr(step)[:20]}, not an iteration count")
     if not isinstance(ckpt.get("config", {}), dict):
         raise CheckpointError(f"{path}: config is not a mapping")
     for key in ("generator", "generator_ema"):
@@ -359,7 +359,7 @@ def config_from_spec(spec: dict[str, Any], path: str | Path = "") -> ExperimentC
         version = spec["spec_version"]
     if not isinstance(version, int) or isinstance(version, bool) or version < SPEC_VERSION:
         raise CheckpointError(
-            f"{path}: invalid config metadata: spec_version {str(version)[:20]!r} is not a "
+            f"{path}: invalid config metadata: spec_version {repr(version)[:20]} is not a "
             f"version this stackgan reads (up to {SPEC_VERSION})"
         )
     if version > SPEC_VERSION:
