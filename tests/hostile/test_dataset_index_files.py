@@ -42,7 +42,7 @@ def test_images_txt(shapes, tmp_path):
 def test_bounding_boxes_must_be_finite_and_positive(shapes, box):
     (shapes / "CUB_200_2011" / "bounding_boxes.txt").write_text(f"1 {box}\n")
     # was: passed `data check`, then an OverflowError in training
-    with pytest.raises(DatasetError, match="line 1: bounding box .* must be finite"):
+    with pytest.raises(DatasetError, match=r"line 1: bounding box .* must be finite"):
         read_index(shapes, "train")
 
 
@@ -53,7 +53,7 @@ def test_class_labels_must_be_whole_numbers(shapes, bad):
         labels = list(pickle.load(f))
     labels[1] = bad
     path.write_bytes(pickle.dumps(labels, protocol=2))
-    with pytest.raises(DatasetError, match="class id 1 is .*not a whole number"):
+    with pytest.raises(DatasetError, match=r"class id 1 is .*not a whole number"):
         read_index(shapes, "train")
 
 
