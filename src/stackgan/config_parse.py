@@ -37,12 +37,28 @@ def _short(value: Any) -> str:
     return text if len(text) <= _REPR_CHARS else text[: _REPR_CHARS - 3] + "..."
 
 
+def _flow_depth(text: str) -> int:
+    """The deepest nesting of ``[``/``{`` in ``text`` (quotes ignored: an over-estimate only
+    for brackets inside strings, and no config nests 32 deep). PyYAML's scanner looks ahead
+    over every open flow collection, so 20,000 ``[`` cost seconds before its first event."""
+    depth = top = 0
+    for ch in text:
+        if ch in "[{":
+            depth += 1
+            top = max(top, depth)
+        elif ch in "]}" and depth:
+            depth -= 1
+    return top
+
+
 def safe_yaml(text: str, where: str) -> Any:
     """``yaml.safe_load`` of ``text`` after a streaming pass over its events that bounds its
     size, nesting depth and the nodes its aliases expand to (each alias counts as the nodes of
     its anchor), so a small file cannot expand to gigabytes or exhaust the stack."""
     if len(text) > MAX_YAML_BYTES:
         raise ConfigError(f"{where}: larger than {MAX_YAML_BYTES} bytes; not a config")
+    if _flow_depth(text) > MAX_YAML_DEPTH:  # PyYAML scans nested [ { in quadratic time
+        raise ConfigError(f"{where}: nested deeper than {MAX_YAML_DEPTH} levels")
     sizes: dict[str, int] = {}
     open_nodes: list[tuple[str | None, int]] = []
     total = 0

@@ -19,7 +19,13 @@ from stackgan.checkpoint import (
     load_checkpoint,
     load_export,
 )
-from stackgan.text.trainable import TextEncoderError, matcher_from_state
+from stackgan.text.trainable import (
+    SentenceEncoder,
+    TextEncoderError,
+    TextImageMatcher,
+    matcher_from_state,
+    matcher_shapes,
+)
 from stackgan.train import train
 from stackgan.train.loop import RunDirError
 
@@ -89,6 +95,16 @@ def test_text_encoder_header_is_checked_before_allocation():
             matcher_from_state(_header(buckets=bad), small, "m")
     with pytest.raises(TextEncoderError, match="invalid format_version"):
         matcher_from_state({**_header(), "format_version": "x"}, small, "m")
+
+
+def test_matcher_shapes_are_those_of_the_real_module():
+    args = {"buckets": 11, "emb_dim": 3, "hidden": 5, "out_dim": 7}
+    real = TextImageMatcher(SentenceEncoder(**args), 13).state_dict()
+    assert matcher_shapes(args, 13) == {k: tuple(v.shape) for k, v in real.items()}
+    rebuilt = matcher_from_state(
+        {"format_version": "1", "text": json.dumps(args), "image_dim": "13"}, real, "m"
+    )
+    assert rebuilt.text.buckets == 11
 
 
 def _checkpoint_with(tiny_run, dst, edit):
