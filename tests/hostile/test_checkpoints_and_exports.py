@@ -16,6 +16,7 @@ from stackgan.checkpoint import (
     DIGEST_KEY,
     CheckpointError,
     export_digest,
+    export_generator,
     load_checkpoint,
     load_export,
 )
@@ -28,6 +29,8 @@ from stackgan.text.trainable import (
 )
 from stackgan.train import train
 from stackgan.train.loop import RunDirError
+from stackgan.train.setup import build_networks
+from stackgan.train.state import build_state, restore_state, save_state
 
 from ..conftest import tiny_config
 from .bounds import assert_one_line, bounded, cli
@@ -35,8 +38,18 @@ from .bounds import assert_one_line, bounded, cli
 
 @pytest.fixture(scope="module")
 def tiny_run(tiny_shapes, tmp_path_factory):
+    """A run folder as training leaves it (a full checkpoint and an export), written from
+    freshly built networks without training them (training one iteration costs ~40 s here)."""
     run = tmp_path_factory.mktemp("run") / "r"
-    train(tiny_config(tiny_shapes, **{"train.total_iters": 1}), run)
+    run.mkdir()
+    cfg = tiny_config(tiny_shapes, **{"train.total_iters": 2})
+    generator, discriminators, g_ema = build_networks(
+        cfg, torch.device("cpu"), torch.contiguous_format
+    )
+    state = build_state(cfg, generator, g_ema, discriminators)
+    state.step = 1
+    save_state(run / "checkpoint-latest.pt", cfg, state)
+    export_generator(run / "model.safetensors", g_ema.state_dict(), cfg)
     return run
 
 
@@ -163,8 +176,12 @@ def test_resume_with_a_bad_rng_and_a_run_without_checkpoints(tiny_shapes, tiny_r
     latest = run / "checkpoint-latest.pt"
     _checkpoint_with(tiny_run, latest, lambda c: c.update(rng={"torch": "not a state"}))
     cfg = tiny_config(tiny_shapes, **{"train.total_iters": 2})
+    generator, discriminators, g_ema = build_networks(
+        cfg, torch.device("cpu"), torch.contiguous_format
+    )
+    state = build_state(cfg, generator, g_ema, discriminators)
     with pytest.raises(CheckpointError, match="cannot resume from it"):
-        train(cfg, run, resume=latest)
+        restore_state(latest, cfg, state)  # what train(..., resume=latest) runs
     killed = tmp_path / "killed"  # stopped before its first checkpoint: a log and stats only
     killed.mkdir()
     (killed / "stats.jsonl").write_text('{"step": 1}\n')
