@@ -39,6 +39,7 @@ from stackgan.config import ConfigError, ExperimentConfig, config_from_dict
 from stackgan.models.registry import build_generator
 from stackgan.text.base import is_encoder_file
 from stackgan.text.trainable import TrainedTextEncoder, matcher_from_state, matcher_header
+from stackgan.utils.archive import ArchiveError, check_zip_sizes
 from stackgan.utils.cache import atomic_torch_save, atomic_write, read_safetensors
 
 logger = logging.getLogger(__name__)
@@ -120,6 +121,10 @@ def _verify_zip(path: Path) -> None:
     """Check every record of a torch zip checkpoint against its CRC-32 (torch.load does not, so
     flipped bytes would otherwise load as wrong weights)."""
     try:
+        check_zip_sizes(path)  # from the central directory, before anything is inflated
+    except ArchiveError as exc:
+        raise CheckpointError(f"checkpoint {exc}") from None
+    try:
         with zipfile.ZipFile(path) as zf:
             bad = zf.testzip()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
@@ -140,19 +145,58 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     _verify_zip(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError) as exc:
+    except pickle.UnpicklingError as exc:
+        # its CRCs passed, so the file is whole: it names a Python object (a payload), which
+        # weights_only refuses. torch's advice (weights_only=False) would run that payload.
+        raise CheckpointError(
+            f"checkpoint {path} holds Python objects other than tensors and plain data; refused "
+            "(loading it could run code). Only checkpoints written by stackgan are read"
+        ) from exc
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
         raise CheckpointError(
             f"checkpoint {path} is truncated or corrupt ({type(exc).__name__}: {exc})"
         ) from exc
-    if not isinstance(ckpt, dict) or "format_version" not in ckpt:
-        raise CheckpointError(f"{path} is not a stackgan training checkpoint")
-    if ckpt["format_version"] > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path} has format {ckpt['format_version']}; this stackgan reads up to "
-            f"{FORMAT_VERSION} (upgrade the package)"
-        )
+    _check_fields(ckpt, path)
     _refuse_nonfinite(path, ckpt, "refusing to load")
     return ckpt
+
+
+def _check_fields(ckpt: Any, path: Path) -> None:
+    """The fields every reader of a checkpoint uses, of the right type."""
+    if not isinstance(ckpt, dict) or "format_version" not in ckpt:
+        raise CheckpointError(f"{path} is not a stackgan training checkpoint")
+    version = ckpt["format_version"]
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CheckpointError(f"{path}: format_version is {repr(version)[:20]}, not a number")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has format {version}; this stackgan reads up to "
+            f"{FORMAT_VERSION} (upgrade the package)"
+        )
+    step = ckpt.get("step", 0)
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise CheckpointError(f"{path}: step is {repr(step)[:20]}, not an iteration count")
+    if not isinstance(ckpt.get("config", {}), dict):
+        raise CheckpointError(f"{path}: config is not a mapping")
+    for key in ("generator", "generator_ema"):
+        weights = ckpt.get(key, {})
+        if not isinstance(weights, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()
+        ):
+            raise CheckpointError(f"{path}: {key} is not a mapping of named tensors")
+
+
+def checkpoint_generator(ckpt: dict[str, Any], path: str | Path) -> dict[str, torch.Tensor]:
+    """The EMA generator weights of a loaded checkpoint (:func:`load_checkpoint` checked their
+    type), checked against the network its config describes before anything uses them."""
+    for key in ("generator_ema", "step", "config"):
+        if key not in ckpt:
+            raise CheckpointError(f"checkpoint {path} has no {key}")
+    weights: dict[str, torch.Tensor] = ckpt["generator_ema"]
+    check_generator_shapes(
+        path, checkpoint_config(ckpt, path), {k: v.shape for k, v in weights.items()}
+    )
+    return weights
 
 
 def checkpoint_config(ckpt: dict[str, Any], path: str | Path = "") -> ExperimentConfig:
@@ -181,6 +225,8 @@ def export_generator(
     run passes the one it read at its start, so its exports embed the encoder it trained with
     even if the file is replaced mid-run."""
     path = Path(path)
+    # never write an export that load_export would refuse (the file at path stays as it is)
+    check_generator_shapes(path, cfg, {k: v.shape for k, v in state_dict.items()})
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {}
     for k, v in state_dict.items():
@@ -305,15 +351,22 @@ def config_from_spec(spec: dict[str, Any], path: str | Path = "") -> ExperimentC
     """An :class:`ExperimentConfig` from a model spec of any version (migrated step by step);
     the training sections take their defaults."""
     spec = dict(spec)
-    version = int(spec.get("spec_version", 1))
+    version = spec.get("spec_version", 1)
+    while isinstance(version, int) and not isinstance(version, bool) and version < SPEC_VERSION:
+        if version not in SPEC_MIGRATIONS:
+            break  # no migration from it: refused below
+        spec = SPEC_MIGRATIONS[version](spec)
+        version = spec["spec_version"]
+    if not isinstance(version, int) or isinstance(version, bool) or version < SPEC_VERSION:
+        raise CheckpointError(
+            f"{path}: invalid config metadata: spec_version {repr(version)[:20]} is not a "
+            f"version this stackgan reads (up to {SPEC_VERSION})"
+        )
     if version > SPEC_VERSION:
         raise CheckpointError(
             f"{path} has model spec version {version}; this stackgan reads up to "
             f"{SPEC_VERSION} (upgrade the package)"
         )
-    while version < SPEC_VERSION:
-        spec = SPEC_MIGRATIONS[version](spec)
-        version = int(spec["spec_version"])
     try:
         data = {"name": str(spec.get("data", {}).get("name", "shapes"))}
         return config_from_dict({"model": spec["model"], "text": spec["text"], "data": data})
@@ -343,6 +396,8 @@ def _export_config(meta: dict[str, str], path: Path) -> ExperimentConfig:
             }
     except (KeyError, TypeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path}: invalid config metadata: {exc}") from exc
+    except RecursionError:  # JSON nested thousands deep
+        raise CheckpointError(f"{path}: invalid config metadata: nested too deeply") from None
     if not isinstance(spec, dict):
         raise CheckpointError(f"{path}: invalid config metadata: the model spec is not a mapping")
     return config_from_spec(spec, path)
@@ -380,8 +435,10 @@ def load_export_text_encoder(
         return None
     try:
         parsed = json.loads(header)
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path}: cannot read its embedded text encoder: {exc}") from exc
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise CheckpointError(f"{path}: cannot read its embedded text encoder: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise CheckpointError(f"{path}: its embedded text encoder header is not a mapping")
     return parsed, {
         k[len(TEXT_PREFIX) :]: v for k, v in tensors.items() if k.startswith(TEXT_PREFIX)
     }
@@ -406,7 +463,7 @@ def load_generator_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], E
     if path.suffix == ".safetensors":
         return load_export(path)
     ckpt = load_checkpoint(path)
-    return ckpt["generator_ema"], checkpoint_config(ckpt, path)
+    return checkpoint_generator(ckpt, path), checkpoint_config(ckpt, path)
 
 
 def stage1_weights(

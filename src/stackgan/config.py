@@ -15,10 +15,20 @@ from typing import Any, Literal
 
 import yaml
 
-from stackgan.config_parse import ConfigError as ConfigError  # (raised here; its public name)
-from stackgan.config_parse import deep_merge, from_dict, parse_override, to_plain
+from stackgan.config_parse import (
+    ConfigError as ConfigError,
+)
+from stackgan.config_parse import (
+    deep_merge,
+    from_dict,
+    parse_override,
+    safe_yaml,
+    to_plain,
+)
+from stackgan.utils.textio import TextFileError, read_text_file
 
 # Reference constants, each with its source.
+MAX_GRID_CAPTIONS = 64  # rows of the tick's sample grid (each a row of images)
 ADAM_BETAS = (0.5, 0.999)  # StackGAN reference code (the DCGAN default)
 PAPER_LR = 2e-4  # StackGAN paper, sec. 4 ("learning rate 0.0002")
 PAPER_KL_WEIGHT = 2.0  # StackGAN reference code (TRAIN.COEFF.KL = 2.0)
@@ -342,6 +352,8 @@ class TrainConfig:
             raise ConfigError("train.total_iters, tick_iters and snapshot_ticks must be >= 1")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError("train.ema_decay must be in [0, 1)")
+        if not 1 <= self.num_grid_captions <= MAX_GRID_CAPTIONS:
+            raise ConfigError(f"train.num_grid_captions must be in 1..{MAX_GRID_CAPTIONS}")
 
 
 @dataclass(frozen=True)
@@ -389,9 +401,10 @@ def load_config(
         if not p.is_file():
             raise ConfigError(f"config file not found: {p}")
         try:
-            loaded = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+            text = read_text_file(p)
+        except TextFileError as exc:
+            raise ConfigError(str(exc)) from None
+        loaded = safe_yaml(text, str(p)) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{p}: expected a mapping at the top level")
         data = loaded

@@ -32,6 +32,7 @@ from stackgan.config import ConfigError, ExperimentConfig, config_from_dict
 from stackgan.models.discriminator import BASE_SIZE
 from stackgan.models.v1 import STAGE2_CODE_SIZE
 from stackgan.text.encoders import CHAR_CNN_RNN_DIM
+from stackgan.utils.archive import ArchiveError, check_zip_sizes
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +103,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise ConvertError(f"file not found: {path}")
+    try:
+        check_zip_sizes(path)  # torch.load allocates each record's declared size
+    except ArchiveError as exc:
+        raise ConvertError(str(exc)) from None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except _LOAD_ERRORS as exc:  # the loader's own message is in the cause (`stackgan -v`)

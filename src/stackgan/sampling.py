@@ -27,6 +27,11 @@ from stackgan.utils.runtime import resolve_device
 
 BUNDLED_MODEL = PRETRAINED[DEFAULT_MODEL].file
 SAMPLE_CHUNK = 32  # images per generator call: bounds memory for long caption lists
+# Noise for up to NOISE_BLOCK samples is drawn up front (z first, then the CA noise), so a run
+# of that size gives the same images in any chunking; longer runs draw it per block of this
+# many samples (~60 MB of noise at most), the same rule within each block.
+NOISE_BLOCK = 65_536
+MAX_SAMPLES = 10_000_000  # images in one call (a larger --num is a typo, not a request)
 OutputType = Literal["pil", "np", "pt"]
 OUTPUT_TYPES = ("pil", "np", "pt")
 
@@ -153,7 +158,8 @@ class Text2ImageSampler:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The z (n, z_dim) and CA noise (n, cond_dim) that ``__call__`` draws for ``n`` samples
         from ``generator``, or else from ``seed``: z first, all up front (a few KB per sample),
-        so sample i is the same in any chunking. Passing a request's own (z, eps) as
+        so sample i is the same in any chunking (past ``NOISE_BLOCK`` samples, ``stream`` draws
+        it one block at a time). Passing a request's own (z, eps) as
         ``latents``/``ca_noise`` reproduces it inside a larger batch (micro-batching)."""
         gen = generator if generator is not None else torch.Generator().manual_seed(seed or 0)
         z = torch.randn(n, self.z_dim, generator=gen)
@@ -192,13 +198,15 @@ class Text2ImageSampler:
         z: torch.Tensor,
         eps: torch.Tensor,
         batch_size: int,
+        start: int = 0,
     ) -> Iterator[list[torch.Tensor]]:
-        """Per chunk of ``batch_size`` samples, each stage's (B, 3, S, S) images in [-1, 1]."""
+        """Per chunk of ``batch_size`` samples, each stage's (B, 3, S, S) images in [-1, 1];
+        ``z`` and ``eps`` are the noise of samples ``start``, ``start + 1``, ..."""
         n = len(z)
         for s in range(0, n, batch_size):
             emb = None
             if text_emb is not None:  # rows s..e of the caption list repeated num_images times
-                rows = torch.arange(s, min(s + batch_size, n)) // num_images
+                rows = torch.arange(start + s, start + min(s + batch_size, n)) // num_images
                 emb = text_emb[rows.to(text_emb.device)].to(self.device)
             out = self.generator(
                 z[s : s + batch_size].to(self.device),
@@ -253,9 +261,20 @@ class Text2ImageSampler:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
         emb = self._embeddings(captions, num_images, text_emb)
         n = len(emb) * num_images if emb is not None else num_images
-        z, eps = self._noise(n, seed, generator, latents, ca_noise)
-        for stages in self._chunks(emb, num_images, z, eps, batch_size):
-            yield _convert(stages, output_type)
+        if n > MAX_SAMPLES:
+            raise ValueError(f"{n} images asked for; at most {MAX_SAMPLES} in one call")
+        if n <= NOISE_BLOCK or latents is not None or isinstance(ca_noise, torch.Tensor):
+            z, eps = self._noise(n, seed, generator, latents, ca_noise)
+            for stages in self._chunks(emb, num_images, z, eps, batch_size):
+                yield _convert(stages, output_type)
+            return
+        # past NOISE_BLOCK samples the noise is drawn a block at a time (z, then CA noise, per
+        # block, from one generator), so memory stays bounded however many are asked for
+        gen = generator if generator is not None else torch.Generator().manual_seed(seed or 0)
+        for start in range(0, n, NOISE_BLOCK):
+            z, eps = self._noise(min(NOISE_BLOCK, n - start), None, gen, None, ca_noise)
+            for stages in self._chunks(emb, num_images, z, eps, batch_size, start):
+                yield _convert(stages, output_type)
 
     def __call__(
         self,

@@ -43,6 +43,15 @@ class _Errors(click.Group):
             if logging.getLogger("stackgan").isEnabledFor(logging.DEBUG):
                 raise
             raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+        except (RecursionError, MemoryError, OverflowError) as exc:
+            # every reader bounds its input (sizes, nesting, counts) before these can happen;
+            # this is the backstop for a path that does not yet, still one line
+            if logging.getLogger("stackgan").isEnabledFor(logging.DEBUG):
+                raise
+            raise click.ClickException(
+                f"{type(exc).__name__}: an input too large or nested too deeply "
+                f"({str(exc)[:200]}); run with -v for the traceback"
+            ) from exc
 
 
 def _setup_console_logging(verbose: bool) -> None:

@@ -59,6 +59,7 @@ def export(
     """
     from stackgan.checkpoint import (
         checkpoint_config,
+        checkpoint_generator,
         embedded_text_encoder,
         export_generator,
         export_training_config,
@@ -76,7 +77,9 @@ def export(
     else:
         ckpt = load_checkpoint(checkpoint)
         cfg = checkpoint_config(ckpt, checkpoint)
-        state, encoder, source = ckpt["generator_ema"], None, f"step {ckpt['step']}"
+        # shapes checked here: a CRC-valid file with wrong-shaped weights must not replace --out
+        state, encoder = checkpoint_generator(ckpt, checkpoint), None
+        source = f"step {ckpt['step']}"
     if stage1:
         state, cfg = with_stage1(state, cfg, stage1)
     if standing_stats > 0:

@@ -11,10 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
-
 from stackgan.data.io import DatasetError
 from stackgan.data.layouts import detect_layout, read_index
+from stackgan.utils.images import ImageFileError, open_image
 
 
 @dataclass
@@ -28,9 +27,8 @@ class SplitReport:
 def _readable(path: Path) -> str | None:
     """None when the image decodes, else the reason."""
     try:
-        with Image.open(path) as im:
-            im.load()  # decode fully: truncated files fail here, not at open
-    except Exception as exc:  # PIL raises many types for corrupt data
+        open_image(path)  # decodes fully (truncated files fail); JPEG and PNG only
+    except (ImageFileError, OSError) as exc:
         return f"{type(exc).__name__}: {exc}"
     return None
 

@@ -20,15 +20,18 @@
 
 from __future__ import annotations
 
-import json
 import os
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from stackgan.data.folder import list_images
+from stackgan.data.index_files import (
+    class_labels,
+    read_bboxes,
+    read_coco,
+    read_image_list,
+    read_split_list,
+)
 from stackgan.data.io import IMAGE_EXTS, DatasetError, read_captions, read_pickle
 
 LAYOUTS = ("cub", "flowers", "coco", "folder")
@@ -88,7 +91,7 @@ def read_index(
     readers = {"cub": _cub, "flowers": _flowers, "coco": _coco, "folder": _folder}
     if layout not in readers:
         raise DatasetError(f"unknown dataset layout {layout!r}; one of {', '.join(LAYOUTS)}")
-    index = readers[layout](root, split, max_images, _Problems(problems))
+    index = readers[layout](root, split, max_images, _Problems(problems, root))
     if not index.keys:
         raise DatasetError(f"split {split!r} of {root} ({layout} layout) lists no images")
     return index
@@ -98,8 +101,26 @@ def read_index(
 class _Problems:
     """Raise on the first problem, or collect them all (``stackgan data check``)."""
 
-    def __init__(self, sink: list[str] | None) -> None:
+    def __init__(self, sink: list[str] | None, root: Path) -> None:
         self.sink = sink
+        self.root = root.resolve()  # a dataset folder that is itself a link is fine
+
+    def inside(self, path: Path) -> bool:
+        """Whether ``path``, links resolved, lies inside the dataset folder; a problem if not
+        (a caption file linked to /etc/passwd must not become training captions)."""
+        try:
+            ok = path.resolve().is_relative_to(self.root)
+        except (OSError, RuntimeError):  # a link loop
+            ok = False
+        if not ok:
+            self(f"outside the dataset folder (a link or '..' leaving {self.root}): {path}")
+        return ok
+
+    def file(self, path: Path) -> Path:
+        """An index file (split pickle, images.txt, annotations): must be inside the folder."""
+        if path.exists() and not self.inside(path):
+            raise DatasetError(f"outside the dataset folder: {path}")
+        return path
 
     def __call__(self, message: str) -> None:
         if self.sink is None:
@@ -112,6 +133,8 @@ class _Problems:
             self.sink.append(message)
 
     def captions(self, path: Path) -> list[str] | None:
+        if path.exists() and not self.inside(path):
+            return None
         try:
             return read_captions(path)
         except DatasetError as exc:
@@ -119,32 +142,25 @@ class _Problems:
             return None
 
 
-def _split_keys(root: Path, split: str, max_images: int) -> tuple[list[str], list[int] | None]:
+def _split_keys(
+    root: Path, split: str, max_images: int, problem: _Problems
+) -> tuple[list[str], list[int] | None]:
     """Keys and class labels from the StackGAN split pickles (cub and flowers layouts)."""
-    keys = read_pickle(root / split / "filenames.pickle")
+    keys = read_pickle(problem.file(root / split / "filenames.pickle"))
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise DatasetError(f"{root / split / 'filenames.pickle'}: expected a list of str")
     if max_images:
         keys = keys[:max_images]
-    class_file = root / split / "class_info.pickle"
+    class_file = problem.file(root / split / "class_info.pickle")
     if not class_file.exists():
         return keys, None
-    classes = read_pickle(class_file)
-    if not isinstance(classes, (list, tuple, np.ndarray)):
-        raise DatasetError(f"{class_file}: expected a list of class ids")
-    labels = [int(c) for c in list(classes)[: len(keys)]]
-    if len(labels) != len(keys):
-        raise DatasetError(f"{class_file}: {len(labels)} labels for {len(keys)} images")
-    return keys, labels
+    return keys, class_labels(read_pickle(class_file), len(keys), class_file)
 
 
-def _cub_image_index(root: Path) -> list[tuple[str, str]]:
+def _cub_image_index(root: Path, problem: _Problems) -> list[tuple[str, str]]:
     """(image id, path relative to images/) from ``images.txt``; empty when it is absent."""
-    index_file = root / "CUB_200_2011" / "images.txt"
-    if not index_file.exists():
-        return []
-    lines = index_file.read_text().splitlines()
-    return [(i, rel) for i, rel in (ln.split(maxsplit=1) for ln in lines if ln.strip())]
+    index_file = problem.file(root / "CUB_200_2011" / "images.txt")
+    return read_image_list(index_file) if index_file.exists() else []
 
 
 def _keep(index: Index, labels: list[int] | None, keep: list[bool]) -> Index:
@@ -158,9 +174,9 @@ def _keep(index: Index, labels: list[int] | None, keep: list[bool]) -> Index:
 
 
 def _cub(root: Path, split: str, max_images: int, problem: _Problems) -> Index:
-    keys, labels = _split_keys(root, split, max_images)
+    keys, labels = _split_keys(root, split, max_images, problem)
     base = root / "CUB_200_2011" / "images"
-    listed = _cub_image_index(root)
+    listed = _cub_image_index(root, problem)
     by_key = {os.path.splitext(rel)[0]: rel for _, rel in listed}
     paths, captions, keep = [], [], []
     for k in keys:
@@ -172,24 +188,21 @@ def _cub(root: Path, split: str, max_images: int, problem: _Problems) -> Index:
         ok = path.exists()
         if not ok:
             problem(f"missing image: {path}")
+        ok = ok and problem.inside(path)
         caps = problem.captions(root / "text" / f"{k}.txt")
         paths.append(path)
         captions.append(caps or [])
         keep.append(ok and caps is not None)
     boxes: dict[str, tuple[float, float, float, float]] = {}
-    box_file = root / "CUB_200_2011" / "bounding_boxes.txt"
+    box_file = problem.file(root / "CUB_200_2011" / "bounding_boxes.txt")
     if box_file.exists():
         id_to_key = {i: os.path.splitext(rel)[0] for i, rel in listed}
-        for line in box_file.read_text().splitlines():
-            parts = line.split()
-            if len(parts) == 5 and parts[0] in id_to_key:
-                x, y, w, h = (float(v) for v in parts[1:])
-                boxes[id_to_key[parts[0]]] = (x, y, w, h)
+        boxes = read_bboxes(box_file, id_to_key)
     return _keep(Index(keys, paths, captions, labels, boxes), labels, keep)
 
 
 def _flowers(root: Path, split: str, max_images: int, problem: _Problems) -> Index:
-    keys, labels = _split_keys(root, split, max_images)
+    keys, labels = _split_keys(root, split, max_images, problem)
     # text_c10/class_XXXXX/image_XXXXX.txt: index the caption files by image name
     text_by_name = {p.stem: p for p in (root / "text_c10").glob("class_*/image_*.txt")}
     paths, captions, folder_labels, keep = [], [], [], []
@@ -199,6 +212,7 @@ def _flowers(root: Path, split: str, max_images: int, problem: _Problems) -> Ind
         ok = img.exists()
         if not ok:
             problem(f"missing image: {img}")
+        ok = ok and problem.inside(img)
         caps = None
         if name in text_by_name:
             caps = problem.captions(text_by_name[name])
@@ -219,31 +233,24 @@ def _coco(root: Path, split: str, max_images: int, problem: _Problems) -> Index:
     if split not in COCO_SPLIT_YEAR:
         raise DatasetError(f"COCO has splits train and test (val2014), not {split!r}")
     year = COCO_SPLIT_YEAR[split]
-    ann_file = root / "annotations" / f"captions_{year}.json"
-    try:
-        ann = json.loads(ann_file.read_text())
-    except FileNotFoundError:
-        raise DatasetError(f"missing caption file: {ann_file}") from None
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{ann_file}: not valid JSON: {exc}") from exc
-    caps: dict[int, list[str]] = defaultdict(list)
-    for a in ann.get("annotations", []):
-        text = str(a.get("caption", "")).strip()
-        if text:
-            caps[int(a["image_id"])].append(text)
-    images = sorted(ann.get("images", []), key=lambda im: int(im["id"]))
+    ann_file = problem.file(root / "annotations" / f"captions_{year}.json")
+    if not ann_file.exists():
+        raise DatasetError(f"missing caption file: {ann_file}")
+    images, caps = read_coco(ann_file)
     keys, paths, captions = [], [], []
-    for im in images:
-        path = root / year / im["file_name"]
-        if int(im["id"]) not in caps:
+    for image_id, file_name in images:
+        path = root / year / file_name
+        if image_id not in caps:
             problem.note(f"image without captions in {ann_file.name}: {path}")
             continue  # uncaptioned images cannot train a text-to-image model
         if not path.exists():
             problem(f"missing image: {path}")
             continue
-        keys.append(f"{year}/{Path(im['file_name']).stem}")
-        paths.append(root / year / im["file_name"])
-        captions.append(caps[int(im["id"])])
+        if not problem.inside(path):
+            continue
+        keys.append(f"{year}/{Path(file_name).stem}")
+        paths.append(path)
+        captions.append(caps[image_id])
         if max_images and len(keys) == max_images:
             break
     return Index(keys, paths, captions, None)
@@ -253,10 +260,9 @@ def _folder(root: Path, split: str, max_images: int, problem: _Problems) -> Inde
     if split not in ("train", "test"):
         raise DatasetError(f"a folder dataset has splits train and test, not {split!r}")
 
-    split_file = root / f"{split}.txt"
+    split_file = problem.file(root / f"{split}.txt")
     if split_file.exists():
-        rels = [ln.strip() for ln in split_file.read_text().splitlines() if ln.strip()]
-        images = [root / r for r in rels]
+        images = [root / r for r in read_split_list(split_file)]
     else:
         is_test = split == "test"
         images = [
@@ -270,6 +276,7 @@ def _folder(root: Path, split: str, max_images: int, problem: _Problems) -> Inde
         ok = p.exists()
         if not ok:
             problem(f"missing image: {p}")
+        ok = ok and problem.inside(p)
         caps = problem.captions(p.with_suffix(".txt"))
         captions.append(caps or [])
         keep.append(ok and caps is not None)

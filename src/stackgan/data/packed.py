@@ -33,13 +33,17 @@ from tqdm import tqdm
 
 from stackgan.data.io import DatasetError, load_image
 from stackgan.data.layouts import read_index
+from stackgan.utils.archive import ArchiveError, read_member
 from stackgan.utils.cache import atomic_write
+from stackgan.utils.images import open_image
 
 PACK_FORMAT = "stackgan-pack"
 PACK_VERSION = 1
 PACK_SUFFIX = ".pack"
 FORMATS = ("raw", "png", "jpeg")
 META = "meta.json"
+NPY_HEADER_MAX = 1 << 16  # np.save writes a header of 128 bytes (up to 64 KiB is valid)
+MAX_IMAGE_BYTES = 64 << 20  # one encoded PNG/JPEG in a pack
 
 
 def is_pack(path: str | Path) -> bool:
@@ -129,21 +133,73 @@ def _write_images(
         zf.writestr(f"{prefix}/{i}.{'png' if fmt == 'png' else 'jpg'}", buf.getvalue())
 
 
+MAX_META_BYTES = 1 << 30  # COCO's 400k captions are ~60 MB of JSON
+
+
 def read_pack_meta(path: str | Path) -> dict[str, Any]:
-    """A pack's metadata; a clear error for a file that is not one."""
+    """A pack's metadata, checked field by field; a clear error for a file that is not one.
+    ``meta.json`` is inflated in bounded chunks (see :func:`stackgan.utils.archive.read_member`)."""
     path = Path(path)
     try:
         with zipfile.ZipFile(path) as zf:
-            meta: dict[str, Any] = json.loads(zf.read(META))
-    except (zipfile.BadZipFile, KeyError, OSError, json.JSONDecodeError) as exc:
-        raise DatasetError(f"{path} is not a readable stackgan pack ({exc})") from exc
-    if meta.get("format") != PACK_FORMAT:
-        raise DatasetError(f"{path} is not a stackgan pack (format {meta.get('format')!r})")
-    if int(meta.get("version", 0)) > PACK_VERSION:
+            meta = json.loads(read_member(zf, META, MAX_META_BYTES))
+    except ArchiveError as exc:
+        raise DatasetError(f"{path}: {exc}") from None
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError, RecursionError) as exc:
+        # ValueError: invalid JSON or UTF-8; RecursionError: JSON nested thousands deep
+        raise DatasetError(f"{path} is not a readable stackgan pack ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != PACK_FORMAT:
+        fmt = meta.get("format") if isinstance(meta, dict) else None
+        raise DatasetError(f"{path} is not a stackgan pack (format {str(fmt)[:40]!r})")
+    version = meta.get("version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise DatasetError(f"{path}: meta.json field version must be an integer")
+    if version > PACK_VERSION:
         raise DatasetError(
-            f"{path} is pack version {meta['version']}; this stackgan reads up to {PACK_VERSION}"
+            f"{path} is pack version {version}; this stackgan reads up to {PACK_VERSION}"
         )
+    _check_meta(meta, path)
     return meta
+
+
+def _is_list_of(value: Any, kind: type) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(v, kind) and not isinstance(v, bool) for v in value
+    )
+
+
+def _check_meta(meta: dict[str, Any], path: Path) -> None:
+    """Every field :func:`read_pack` uses, of the right type and consistent lengths."""
+
+    def bad(field: str, want: str) -> DatasetError:
+        return DatasetError(f"{path}: meta.json field {field} must be {want}")
+
+    if meta.get("image_format") not in FORMATS:
+        raise bad("image_format", f"one of {', '.join(FORMATS)}")
+    sizes = meta.get("sizes")
+    if (
+        not isinstance(sizes, list)
+        or not _is_list_of(sizes, int)
+        or not all(0 < s <= 4096 for s in sizes)
+    ):
+        raise bad("sizes", "a list of image sizes in 1..4096")
+    splits = meta.get("splits")
+    if not isinstance(splits, dict):
+        raise bad("splits", "a mapping of split names")
+    for name, info in splits.items():
+        if not isinstance(info, dict):
+            raise bad(f"splits.{name}", "a mapping")
+        keys, caps, classes = info.get("keys"), info.get("captions"), info.get("class_ids")
+        if not isinstance(keys, list) or not _is_list_of(keys, str):
+            raise bad(f"splits.{name}.keys", "a list of strings")
+        if not isinstance(caps, list) or not all(_is_list_of(c, str) for c in caps):
+            raise bad(f"splits.{name}.captions", "a list of lists of strings")
+        if classes is not None and not _is_list_of(classes, int):
+            raise bad(f"splits.{name}.class_ids", "null or a list of integers")
+        if len(caps) != len(keys) or (classes is not None and len(classes) != len(keys)):
+            raise bad(f"splits.{name}", "lists of one length (keys, captions, class_ids)")
+        if not isinstance(info.get("bbox_crop"), bool):
+            raise bad(f"splits.{name}.bbox_crop", "true or false")
 
 
 def read_pack(
@@ -166,13 +222,19 @@ def read_pack(
     try:
         with zipfile.ZipFile(path) as zf:
             if meta["image_format"] == "raw":
-                images = np.load(io.BytesIO(zf.read(f"{prefix}.npy")), allow_pickle=False)[:n]
+                # the array is exactly N x S x S x 3 bytes plus a short header, no more
+                limit = len(info["keys"]) * load_size * load_size * 3 + NPY_HEADER_MAX
+                raw = read_member(zf, f"{prefix}.npy", limit)
+                images = np.load(io.BytesIO(raw), allow_pickle=False)[:n]
             else:
                 ext = "png" if meta["image_format"] == "png" else "jpg"
+                limit = MAX_IMAGE_BYTES
                 images = np.empty((n, load_size, load_size, 3), dtype=np.uint8)
                 for i in tqdm(range(n), desc=f"decoding {prefix}", disable=not progress):
-                    with Image.open(io.BytesIO(zf.read(f"{prefix}/{i}.{ext}"))) as im:
-                        images[i] = np.asarray(im.convert("RGB"))
+                    data = read_member(zf, f"{prefix}/{i}.{ext}", limit)
+                    name = f"{path}:{prefix}/{i}"
+                    size = (load_size, load_size)  # checked before decoding
+                    images[i] = np.asarray(open_image(io.BytesIO(data), name, size))
     except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
         raise DatasetError(f"{path}: cannot read {prefix} ({exc})") from exc
     if images.shape != (n, load_size, load_size, 3) or images.dtype != np.uint8:

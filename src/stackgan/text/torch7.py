@@ -45,6 +45,12 @@ _DTYPES = {
 }
 
 
+# A .t7 reader bounded by the bytes present: tables nest at most this deep (the demo file uses
+# 2), and no tensor, storage or table may claim more elements than the file could hold.
+MAX_DEPTH = 32
+MAX_NDIM = 8
+
+
 class Torch7Error(ValueError):
     """A .t7 file that cannot be read, with the reason."""
 
@@ -57,12 +63,19 @@ def _kind(class_name: str, suffix: str) -> str | None:
 
 
 class _Reader:
-    def __init__(self, f: BinaryIO, path: Path) -> None:
+    def __init__(self, f: BinaryIO, path: Path, size: int) -> None:
         self.f = f
         self.path = path
+        self.size = size  # bytes in the file: every length is checked against what is left
+        self.depth = 0
         self.objects: dict[int, Any] = {}
 
+    def _left(self) -> int:
+        return self.size - self.f.tell()
+
     def _read(self, n: int) -> bytes:
+        if n < 0 or n > self._left():
+            raise Torch7Error(f"{self.path}: truncated (wanted {n} more bytes)")
         b = self.f.read(n)
         if len(b) != n:
             raise Torch7Error(f"{self.path}: truncated (wanted {n} more bytes)")
@@ -103,11 +116,23 @@ class _Reader:
         index = self.int32()
         if index in self.objects:
             return self.objects[index]
+        n = self.int32()
+        if n < 0 or n * 8 > self._left():  # each entry is at least two 4-byte tags
+            raise Torch7Error(f"{self.path}: table of {n} entries does not fit in the file")
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise Torch7Error(f"{self.path}: tables nested deeper than {MAX_DEPTH} levels")
         table: dict[Any, Any] = {}
         self.objects[index] = table
-        for _ in range(self.int32()):
+        for _ in range(n):
             key = self.read()
-            table[key] = self.read()
+            try:
+                table[key] = self.read()
+            except TypeError:  # a table or tensor used as a key: unhashable here
+                raise Torch7Error(
+                    f"{self.path}: a table key that is not a string or number"
+                ) from None
+        self.depth -= 1
         if table and list(table) == list(range(1, len(table) + 1)):
             as_list = [table[i] for i in range(1, len(table) + 1)]
             self.objects[index] = as_list
@@ -138,30 +163,53 @@ class _Reader:
     def _storage(self, kind: str, class_name: str) -> np.ndarray:
         dtype = self._dtype(kind, class_name)
         size = self.int64()
+        # checked before reading: 2^62 elements is a clean error, not an OverflowError
+        if size < 0 or size > self._left() // dtype.itemsize:
+            raise Torch7Error(f"{self.path}: truncated (a storage of {size} elements does not fit)")
         data: np.ndarray = np.frombuffer(self._read(size * dtype.itemsize), dtype=dtype).copy()
         return data
 
     def _tensor(self, kind: str, class_name: str) -> np.ndarray:
         dtype = self._dtype(kind, class_name)
         ndim = self.int32()
+        if not 0 <= ndim <= MAX_NDIM:
+            raise Torch7Error(f"{self.path}: tensor with {ndim} dimensions")
         sizes = [self.int64() for _ in range(ndim)]
         strides = [self.int64() for _ in range(ndim)]
         offset = self.int64() - 1  # Lua is 1-based
         storage = self.read()
         if ndim == 0 or storage is None:
             return np.empty((0,), dtype=dtype)
-        if not isinstance(storage, np.ndarray):
-            raise Torch7Error(f"{self.path}: tensor without a storage")
+        if not isinstance(storage, np.ndarray) or storage.dtype != dtype:
+            raise Torch7Error(f"{self.path}: tensor without a storage of its type")
+        return self._view(storage, sizes, strides, offset)
+
+    def _view(
+        self, storage: np.ndarray, sizes: list[int], strides: list[int], offset: int
+    ) -> np.ndarray:
+        """The tensor's elements, copied out of its storage. Every size, stride and the offset
+        are checked against the storage first: a negative or short stride would read outside
+        the buffer, a zero stride would blow a small file up into a huge array."""
+        if any(n < 0 for n in sizes) or offset < 0:
+            raise Torch7Error(f"{self.path}: tensor with a negative size or offset")
+        count = 1
+        for n in sizes:
+            count *= n
+        if count == 0:
+            return np.empty(sizes, dtype=storage.dtype.newbyteorder("="))
+        if any(s < 1 for n, s in zip(sizes, strides) if n > 1):
+            raise Torch7Error(f"{self.path}: tensor with a zero or negative stride")
+        # a real tensor never has more elements than its storage (no overlapping views)
+        last = offset + sum((n - 1) * s for n, s in zip(sizes, strides))
+        if count > len(storage) or last >= len(storage):
+            raise Torch7Error(f"{self.path}: tensor reaches past its storage")
         view = np.lib.stride_tricks.as_strided(
             storage[offset:],
             shape=sizes,
-            strides=[s * dtype.itemsize for s in strides],
+            strides=[s * storage.dtype.itemsize for s in strides],
             writeable=False,
         )
-        last = offset + sum((n - 1) * s for n, s in zip(sizes, strides)) if all(sizes) else offset
-        if last >= len(storage):
-            raise Torch7Error(f"{self.path}: tensor reaches past its storage")
-        return np.array(view, dtype=dtype.newbyteorder("="))
+        return np.array(view, dtype=storage.dtype.newbyteorder("="))
 
 
 def load_t7(path: str | Path) -> Any:
@@ -169,7 +217,7 @@ def load_t7(path: str | Path) -> Any:
     path = Path(path)
     try:
         with open(path, "rb") as f:
-            return _Reader(f, path).read()
+            return _Reader(f, path, path.stat().st_size).read()
     except FileNotFoundError:
         raise Torch7Error(f"file not found: {path}") from None
 
@@ -187,6 +235,10 @@ def load_t7_embeddings(path: str | Path) -> tuple[list[str], np.ndarray]:
         raise Torch7Error(f"{path}: expected a table with fea_txt (and raw_txt), got {type(obj)}")
     feats = obj["fea_txt"]
     feats = feats if isinstance(feats, list) else [feats]
+    if not feats or not all(isinstance(f, np.ndarray) and f.ndim >= 1 and f.size for f in feats):
+        raise Torch7Error(f"{path}: fea_txt must be a non-empty list of tensors")
+    if len({f.shape[-1] for f in feats}) != 1:
+        raise Torch7Error(f"{path}: fea_txt tensors of different widths")
     emb = np.concatenate([np.asarray(f, dtype=np.float32).reshape(-1, f.shape[-1]) for f in feats])
     raw = obj.get("raw_txt", [])
     sentences = [str(s) for s in (raw if isinstance(raw, list) else [raw])]
@@ -202,10 +254,41 @@ def load_sentence_vectors(path: str | Path) -> tuple[list[str], np.ndarray]:
     if not path.is_file():
         raise Torch7Error(f"embeddings file not found: {path}")
     if path.suffix == ".npy":
-        try:
-            arr = np.load(path, allow_pickle=False).astype(np.float32)
-        except ValueError as exc:
-            raise Torch7Error(f"{path}: not a numeric .npy array ({exc})") from None
+        arr = _load_npy(path).astype(np.float32)
+        if arr.ndim == 0 or arr.size == 0:
+            raise Torch7Error(f"{path}: an empty or 0-d array, not (N, D) vectors")
         return [], arr.reshape(len(arr), -1)
     sentences, arr = load_t7_embeddings(path)
     return sentences, arr.reshape(len(arr), -1)
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    """An ``.npy`` array whose header is checked against the file's size before the data is
+    read: a 100-byte file claiming a (10^12, 1024) shape is refused, not allocated."""
+    from numpy.lib import format as npy_format
+
+    try:
+        with open(path, "rb") as f:
+            version = npy_format.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = npy_format.read_array_header_1_0(f)
+            else:
+                shape, _, dtype = npy_format.read_array_header_2_0(f)
+            data_bytes = path.stat().st_size - f.tell()
+    except (ValueError, OSError, EOFError) as exc:
+        raise Torch7Error(f"{path}: not a .npy array ({exc})") from None
+    if dtype.hasobject or dtype.kind not in "fiub":
+        raise Torch7Error(f"{path}: not a numeric .npy array (dtype {dtype})")
+    count = 1
+    for n in shape:
+        count *= n
+    if count * dtype.itemsize > data_bytes:
+        raise Torch7Error(
+            f"{path}: its header claims shape {shape} ({count * dtype.itemsize} bytes) but the "
+            f"file holds {data_bytes} bytes of data"
+        )
+    try:
+        arr: np.ndarray = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        raise Torch7Error(f"{path}: not a numeric .npy array ({exc})") from None
+    return arr

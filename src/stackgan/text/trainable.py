@@ -241,18 +241,71 @@ def matcher_from_state(
     """Rebuild a matcher from its header fields and weights; ``where`` names the source in
     errors (a file, or a GAN export that embeds the encoder)."""
 
-    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+    version = str(meta.get("format_version", "0"))
+    if not version.isdigit():
+        raise TextEncoderError(f"{where}: invalid format_version {version[:20]!r}")
+    if int(version) > FORMAT_VERSION:
         raise TextEncoderError(f"{where} was written by a newer stackgan; upgrade to read it")
     try:
-        text = SentenceEncoder(**json.loads(meta["text"]))
-        matcher = TextImageMatcher(text, int(meta["image_dim"]))
-    except (KeyError, TypeError, ValueError) as exc:
+        args = json.loads(meta["text"])
+        image_dim = int(meta["image_dim"])
+        shapes = matcher_shapes(args, image_dim)
+    except (KeyError, TypeError, ValueError, OverflowError, RecursionError) as exc:
         raise TextEncoderError(f"{where}: invalid text encoder header: {exc}") from exc
+    # the header's sizes are compared with the weights present before anything is built: a
+    # header claiming 400,000 x 2,048 buckets next to small weights allocates nothing
+    wrong = sorted(
+        k
+        for k in shapes.keys() | state.keys()
+        if k not in state or k not in shapes or tuple(state[k].shape) != shapes[k]
+    )
+    if wrong:
+        k = wrong[0]
+        got = tuple(state[k].shape) if k in state else "missing"
+        want = shapes.get(k, "unexpected")
+        raise TextEncoderError(
+            f"{where}: weights do not match its header: {len(wrong)} tensors differ (e.g. {k}: "
+            f"{got} in the file, {want} for its header)"
+        )
+    matcher = TextImageMatcher(SentenceEncoder(**args), image_dim)
     try:
         matcher.load_state_dict(state)
     except RuntimeError as exc:
         raise TextEncoderError(f"{where}: weights do not match its header: {exc}") from exc
     return matcher
+
+
+MAX_ENCODER_SIZE = 1 << 24  # buckets; every other size up to MAX_ENCODER_WIDTH
+MAX_ENCODER_WIDTH = 8192
+
+
+def matcher_shapes(args: Any, image_dim: int) -> dict[str, tuple[int, ...]]:
+    """The tensor shapes of ``TextImageMatcher(SentenceEncoder(**args), image_dim)``, worked
+    out from the sizes alone (each checked to be a positive int in range) without building it.
+    ``tests`` compare this with the real module's state dict."""
+    if not isinstance(args, dict) or set(args) - {"buckets", "emb_dim", "hidden", "out_dim"}:
+        raise ValueError("the text field must map buckets, emb_dim, hidden and out_dim")
+    sizes = {"buckets": 50_000, "emb_dim": 128, "hidden": 256, "out_dim": 256, **args}
+    sizes["image_dim"] = image_dim
+    for name, value in sizes.items():
+        top = MAX_ENCODER_SIZE if name == "buckets" else MAX_ENCODER_WIDTH
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= top:
+            raise ValueError(f"{name} must be an integer in 1..{top}, got {str(value)[:20]}")
+    e, h, o = sizes["emb_dim"], sizes["hidden"], sizes["out_dim"]
+    shapes: dict[str, tuple[int, ...]] = {
+        "logit_scale": (),
+        "text.ngrams.weight": (sizes["buckets"], e),
+        "text.out.weight": (o, 4 * h),
+        "text.out.bias": (o,),
+        "image.weight": (o, sizes["image_dim"]),
+        "image.bias": (o,),
+    }
+    for suffix in ("", "_reverse"):  # the bidirectional GRU's two directions
+        shapes[f"text.rnn.weight_ih_l0{suffix}"] = (3 * h, e)
+        shapes[f"text.rnn.weight_hh_l0{suffix}"] = (3 * h, h)
+        shapes[f"text.rnn.bias_ih_l0{suffix}"] = (3 * h,)
+        shapes[f"text.rnn.bias_hh_l0{suffix}"] = (3 * h,)
+    return shapes
 
 
 def matcher_header(matcher: TextImageMatcher) -> dict[str, str]:

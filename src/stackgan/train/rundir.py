@@ -62,6 +62,12 @@ def claim_run_dir(run_dir: Path, resume: str | Path | None, overwrite: bool) -> 
     found = [name for name in RUN_OUTPUTS if (run_dir / name).exists()]
     if not found or resume is not None:
         return
+    if not overwrite and not (run_dir / LATEST).exists() and not (run_dir / PREVIOUS).exists():
+        # killed before its first checkpoint: there is nothing to --resume
+        raise RunDirError(
+            f"{run_dir} holds a run stopped before its first checkpoint ({', '.join(found)}); "
+            "nothing to resume: pass --overwrite to start it again"
+        )
     if not overwrite:
         raise RunDirError(
             f"{run_dir} already holds a run ({', '.join(found)}): continue it with "

@@ -154,6 +154,20 @@ def restore_state(path: Path, cfg: ExperimentConfig, state: TrainState) -> Path:
     """Continue ``state`` from the checkpoint ``path`` (or, when it is missing or fails
     verification, ``checkpoint-previous.pt`` beside it, with a warning); returns the file used."""
     ckpt, used = _load_resume(path)
+    try:
+        _restore(ckpt, used, cfg, state)
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
+        if isinstance(exc, CheckpointError):
+            raise
+        # every field was read from a verified file; one of the wrong kind or shape is named
+        raise CheckpointError(
+            f"{used}: cannot resume from it: {type(exc).__name__}: {str(exc)[:200]}"
+        ) from exc
+    logger.info("resumed from %s at iteration %d", used, state.step)
+    return used
+
+
+def _restore(ckpt: dict[str, Any], used: Path, cfg: ExperimentConfig, state: TrainState) -> None:
     old = checkpoint_config(ckpt, used)
     if old.model != cfg.model or old.text != cfg.text:
         raise CheckpointError(
@@ -181,8 +195,6 @@ def restore_state(path: Path, cfg: ExperimentConfig, state: TrainState) -> Path:
     state.train_seconds = float(ckpt.get("train_seconds", 0.0))
     state.extra = dict(ckpt.get("extra") or {})  # e.g. ADA's augmentation probability
     state.step = int(ckpt["step"])
-    logger.info("resumed from %s at iteration %d", used, state.step)
-    return used
 
 
 def _scaler_state(phase: Phase) -> dict[str, Any]:

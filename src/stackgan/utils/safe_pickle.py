@@ -56,27 +56,31 @@ class _RestrictedUnpickler(pickle.Unpickler):
         raise UnsafePickleError("refusing a persistent id: not a plain data pickle")
 
 
-def _check_plain(obj: Any, depth: int = 0) -> None:
-    if depth > MAX_DEPTH:
-        raise UnsafePickleError(f"data nested deeper than {MAX_DEPTH} levels")
-    if obj is None or isinstance(obj, str | bytes | int | float | bool | np.generic):
-        if isinstance(obj, np.generic) and obj.dtype.hasobject:
-            raise UnsafePickleError("numpy object scalars are not plain data")
-        return
-    if isinstance(obj, np.ndarray):
-        if obj.dtype.hasobject:
-            raise UnsafePickleError("numpy arrays of Python objects are not plain data")
-        return
-    if isinstance(obj, list | tuple | set | frozenset):
-        for item in obj:
-            _check_plain(item, depth + 1)
-        return
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            _check_plain(k, depth + 1)
-            _check_plain(v, depth + 1)
-        return
-    raise UnsafePickleError(f"unexpected {type(obj).__name__} in a data file")
+def _check_plain(root: Any) -> None:
+    """Walk ``root`` once per distinct object, iteratively: a pickle can share one list under
+    many parents (a list holding the same list twice, 60 levels deep, is 2^60 paths but 60
+    objects), so containers already checked are skipped by identity."""
+    seen: set[int] = set()
+    stack: list[tuple[Any, int]] = [(root, 0)]
+    while stack:
+        obj, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise UnsafePickleError(f"data nested deeper than {MAX_DEPTH} levels")
+        if obj is None or isinstance(obj, str | bytes | int | float | bool | np.generic):
+            if isinstance(obj, np.generic) and obj.dtype.hasobject:
+                raise UnsafePickleError("numpy object scalars are not plain data")
+            continue
+        if isinstance(obj, np.ndarray):
+            if obj.dtype.hasobject:
+                raise UnsafePickleError("numpy arrays of Python objects are not plain data")
+            continue
+        if not isinstance(obj, list | tuple | set | frozenset | dict):
+            raise UnsafePickleError(f"unexpected {type(obj).__name__} in a data file")
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        items = [x for kv in obj.items() for x in kv] if isinstance(obj, dict) else list(obj)
+        stack.extend((item, depth + 1) for item in items)
 
 
 def safe_loads(data: bytes, encoding: str = "latin1") -> Any:
