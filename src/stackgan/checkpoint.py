@@ -144,7 +144,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint not found: {path}")
     _verify_zip(path)
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # its CRCs passed, so the file is whole: it names a Python object (a payload), which
         # weights_only refuses. torch's advice (weights_only=False) would run that payload.
