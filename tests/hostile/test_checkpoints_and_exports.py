@@ -28,7 +28,7 @@ from stackgan.text.trainable import (
     matcher_shapes,
 )
 from stackgan.train import train
-from stackgan.train.loop import RunDirError
+from stackgan.train.rundir import RunDirError
 from stackgan.train.setup import build_networks
 from stackgan.train.state import build_state, restore_state, save_state
 

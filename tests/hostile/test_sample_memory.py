@@ -15,7 +15,7 @@ from stackgan.sampling import Text2ImageSampler
 from ..conftest import tiny_config
 from .bounds import assert_one_line, bounded, cli
 
-EMB = torch.randn(2, 384, generator=torch.Generator().manual_seed(0))  # sentence vectors
+EMB = torch.randn(2, 1024, generator=torch.Generator().manual_seed(0))  # char-CNN-RNN-sized
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +23,7 @@ def sampler(tiny_shapes, tmp_path_factory):
     """A tiny untrained model with the bundled model's noise sizes (z 100, CA 128), whose
     all-up-front noise for 2,000,000 images would be 1.8 GB."""
     sizes = {"model.z_dim": 100, "model.cond_dim": 128, "text.encoder": "precomputed"}
+    sizes["text.dim"] = 1024  # the precomputed (char-CNN-RNN) embeddings' size
     cfg = tiny_config(tiny_shapes, **sizes)  # vectors given as text_emb: no encoder to load
     path = tmp_path_factory.mktemp("model") / "model.safetensors"
     export_generator(path, build_generator(cfg).state_dict(), cfg)
