@@ -204,7 +204,7 @@ def test_v2_unconditional_steps():
         None,
         None,
     )
-    assert set(stats) == {"d_real_uncond", "d_fake_uncond", "d_loss"}
+    assert set(stats) == {"d_real_uncond", "d_fake_uncond", "d_loss", "real_sign"}
     stats = g_step(g, ds, torch.optim.Adam(g.parameters()), out, None, color_weight=50.0)
     assert "kl" not in stats and {"g_adv_uncond_0", "g_adv_uncond_1", "cc_mean_1"} <= set(stats)
 
