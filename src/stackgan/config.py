@@ -243,6 +243,10 @@ class LossConfig:
     # (stackgan.train.matching). Conditional models only. 0 = off (the papers).
     match_weight: float = 0.0
     match_steps: int = 500
+    # Reconstruction (v1 Stage-II with train.sr_real_fraction; not in the paper): weight of the
+    # L1 distance between Stage-II's output for a real photo taken down to Stage-I's size and
+    # that photo, beside the adversarial terms (a super-resolution model's loss). 0 = off.
+    recon_weight: float = 0.0
 
     def __post_init__(self) -> None:
         augment_names(self.augment)
@@ -266,6 +270,8 @@ class LossConfig:
             raise ConfigError("loss.swap_variants must be at least 1")
         if self.match_weight < 0 or self.match_steps < 1:
             raise ConfigError("loss.match_weight must be >= 0 and loss.match_steps >= 1")
+        if self.recon_weight < 0:
+            raise ConfigError("loss.recon_weight must be >= 0")
 
     def effective_color_weight(self, conditional: bool) -> float:
         if self.color_weight is not None:
@@ -336,8 +342,27 @@ class TrainConfig:
     # Iterations at the start that train the discriminators alone, G held still: with
     # init_from and a new D, so a trained G does not follow a random D's gradients at first.
     d_warmup_iters: int = 0
+    # Stage-II as text-conditioned super-resolution (v1 Stage-II; stackgan.train.superres; not
+    # in the paper). This fraction of each batch's Stage-II inputs are the real training photos
+    # taken down to Stage-I's size (area downsampling, a Gaussian blur of sigma up to sr_blur
+    # pixels and noise of std up to sr_noise: cascaded models' conditioning augmentation)
+    # instead of Stage-I's images, so G learns to add real detail to a real low-resolution
+    # photo of its caption (loss.recon_weight pulls its output to the photo). 1 = pre-training
+    # on real pairs; 0 = the paper: Stage-I's images only (fine-tuning after pre-training).
+    sr_real_fraction: float = 0.0
+    sr_blur: float = 1.0
+    sr_noise: float = 0.05
+    # v1 Stage-II on random crops of this many output pixels (0 = whole images): G refines the
+    # matching crop of its low-resolution input (its text is tiled spatially, so it does not
+    # depend on the size) and D, built for this size, judges crops; a step costs about
+    # (crop / stage2_img_size)^2 of a whole image's. Sampling always makes whole images.
+    crop: int = 0
 
     def __post_init__(self) -> None:
+        if not 0 <= self.sr_real_fraction <= 1 or self.sr_blur < 0 or self.sr_noise < 0:
+            raise ConfigError(
+                "train.sr_real_fraction must be in [0, 1] and train.sr_blur, sr_noise >= 0"
+            )
         if self.time_budget_min < 0:
             raise ConfigError("train.time_budget_min must be >= 0 (0 = no limit)")
         if self.standing_stats < 0:
@@ -374,6 +399,27 @@ class ExperimentConfig:
                 "loss.swap_negatives needs a text encoder that can encode new captions; "
                 "text.encoder=precomputed only has the stored embeddings"
             )
+
+        self._check_stage2_training()
+
+    def _check_stage2_training(self) -> None:
+        m, t = self.model, self.train
+        v1_stage2 = m.version == "v1" and m.stage == 2
+        if (t.sr_real_fraction > 0 or t.crop or self.loss.recon_weight > 0) and not v1_stage2:
+            raise ConfigError(
+                "train.sr_real_fraction, train.crop and loss.recon_weight are for v1 Stage-II "
+                "(model.version v1, model.stage 2)"
+            )
+        if self.loss.recon_weight > 0 and t.sr_real_fraction == 0:
+            raise ConfigError("loss.recon_weight needs train.sr_real_fraction > 0 (real pairs)")
+        if t.crop:
+            ratio = m.stage2_img_size // m.stage1_img_size
+            in_crop = t.crop // max(ratio, 1)
+            if t.crop & (t.crop - 1) or not 8 <= t.crop <= m.stage2_img_size or in_crop % 4:
+                raise ConfigError(
+                    f"train.crop must be a power of two in 8..{m.stage2_img_size} whose input "
+                    f"crop (crop / {ratio}) is a multiple of 4, got {t.crop}"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = to_plain(dataclasses.asdict(self))

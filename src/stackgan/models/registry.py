@@ -84,7 +84,9 @@ def build_discriminators(cfg: ExperimentConfig) -> list[BaseDiscriminator]:
     if m.version == "v2":
         return [disc(size, _text_dim(cfg), m.ndf, True) for size in image_sizes(cfg)]
     ndf, uncond = (m.ndf, False) if m.stage == 1 else (m.ndf2, True)
-    return [disc(image_sizes(cfg)[0], cfg.text.dim, ndf, uncond)]
+    # Stage-II on crops (train.crop): D judges crops of that size
+    size = cfg.train.crop if m.stage == 2 and cfg.train.crop else image_sizes(cfg)[0]
+    return [disc(size, cfg.text.dim, ndf, uncond)]
 
 
 def output_size(cfg: ExperimentConfig) -> int:

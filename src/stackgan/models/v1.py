@@ -177,17 +177,29 @@ class Stage2Generator(nn.Module):
         return self
 
     def forward(
-        self, z: torch.Tensor, text_emb: torch.Tensor, ca_noise: torch.Tensor | None = None
+        self,
+        z: torch.Tensor,
+        text_emb: torch.Tensor,
+        ca_noise: torch.Tensor | None = None,
+        lo_img: torch.Tensor | None = None,
     ) -> GeneratorOutput:
-        """z (B, z_dim), text_emb (B, text_dim) -> [Stage-I (B,3,64,64), Stage-II (B,3,256,256)]."""
-        with torch.no_grad():
-            low = self.stage1(z, text_emb, ca_noise)
-        lo_img = low.images[-1].detach()  # (B, 3, 64, 64)
+        """z (B, z_dim), text_emb (B, text_dim) -> [Stage-I (B,3,64,64), Stage-II (B,3,256,256)].
+
+        ``lo_img`` (B, 3, s, s): refine this image instead of Stage-I's (``z`` is then unused).
+        The network is fully convolutional with the text tiled over its 16x16 code, so any s
+        divisible by 4 works and gives s * img_size / 64 pixels: training feeds it real photos
+        taken down to Stage-I's size (super-resolution on real pairs) and crops of either
+        (:mod:`stackgan.train.superres`).
+        """
+        if lo_img is None:
+            with torch.no_grad():
+                lo_img = self.stage1(z, text_emb, ca_noise).images[-1]  # (B, 3, 64, 64)
+        lo_img = lo_img.detach()
         c, mu, logvar = self.ca(text_emb, ca_noise)  # (B, cond_dim)
         h = self.encoder(lo_img)  # (B, ngf*4, 16, 16)
         h = self.joint(torch.cat([h, tile(c, h.shape[-1])], dim=1))  # (B, ngf*4, 16, 16)
         h = self.res(h)
-        img = self.to_rgb(self.up(h))  # (B, 3, img_size, img_size)
+        img = self.to_rgb(self.up(h))  # (B, 3, img_size, img_size) for a 64 px lo_img
         if self.skip:  # img is the correction r, added to I_0 before the tanh
             # in fp32: in bf16, 0.999 rounds to 1 and atanh(1) is inf
             base = F.interpolate(

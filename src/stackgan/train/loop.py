@@ -22,6 +22,7 @@ from stackgan.augment import AdaptiveAugment, make_augment
 from stackgan.checkpoint import export_generator
 from stackgan.config import ExperimentConfig
 from stackgan.data.negatives import wrong_text
+from stackgan.train import superres
 from stackgan.train.ema import standing_stats, update_ema
 from stackgan.train.monitor import MetricMonitor
 from stackgan.train.rundir import BEST_EXPORT, EXPORT, LATEST, claim_run_dir, setup_logging
@@ -355,8 +356,13 @@ def _iteration(
     # 3. G's images, once: every D phase trains on them (detached), then the G phase; during a
     # D warm-up no G step follows, so under DDP G runs without a graph to reduce
     g_update = step >= tc.d_warmup_iters
+    sr = None
     with rt.autocast(), torch.set_grad_enabled(g_update or not rt.dist.enabled):
-        out = state.g_phase.trained(z, text, eps)
+        if superres.uses_superres(cfg):  # v1 Stage-II on real pairs and/or crops
+            sr = superres.config_images(cfg, state, z, text, eps, reals[-1], rt.memory_format)
+            out, reals = sr.out, [sr.real]
+        else:
+            out = state.g_phase.trained(z, text, eps)
     fakes = out.images[-len(state.d_phases) :]  # v1 Stage-II: D sees only the 256 image
     stats: dict[str, torch.Tensor] = {}
     r1_gamma = lc.r1_gamma * lc.r1_interval if step % lc.r1_interval == 0 else 0.0  # lazy R1
@@ -387,7 +393,7 @@ def _iteration(
             total = total + stats[f"d_loss_{i}"].double()
         stats["d_loss"] = total
     if g_update:
-        stats.update(_g_phase(cfg, state, out, text, matcher, rt))
+        stats.update(_g_phase(cfg, state, out, text, matcher, rt, sr))
     return stats
 
 
@@ -398,6 +404,7 @@ def _g_phase(
     text: torch.Tensor | None,
     matcher: nn.Module | None,
     rt: _Runtime,
+    sr: superres.Stage2Batch | None = None,
 ) -> dict[str, torch.Tensor]:
     """The G update, with the discriminators frozen (``requires_grad_(False)``) so that it
     computes no D parameter gradients, then the EMA."""
@@ -419,6 +426,8 @@ def _g_phase(
             matcher=matcher,
             match_weight=cfg.loss.match_weight,
             scaler=state.g_phase.scaler,
+            recon=(sr.target, sr.is_real) if sr is not None and sr.target is not None else None,
+            recon_weight=cfg.loss.recon_weight,
         )
     finally:
         for ph in state.d_phases:

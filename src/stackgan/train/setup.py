@@ -26,6 +26,7 @@ from stackgan.text.encoders import dataset_embeddings
 from stackgan.text.negatives import color_swapped_captions
 from stackgan.text.trainable import TrainedTextEncoder
 from stackgan.train.matching import fit_image_matcher, load_image_matcher, save_image_matcher
+from stackgan.train.superres import random_crops
 
 logger = logging.getLogger(__name__)
 
@@ -221,7 +222,10 @@ def image_matcher(
     def sample(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.randint(len(ds), (bs,), generator=gen)
         caps = ds.random_captions(idx, gen)
-        return ds.images_at(idx, sizes[-1:], gen)[0], emb[caps.to(emb.device)]
+        images = ds.images_at(idx, sizes[-1:], gen)[0]
+        if cfg.train.crop:  # fitted on crops of the size G's crops will have
+            images = random_crops(images, images, cfg.train.crop, gen)[1]
+        return images, emb[caps.to(emb.device)]
 
     logger.info("fitting the image matcher (%d steps)", cfg.loss.match_steps)
     matcher = fit_image_matcher(

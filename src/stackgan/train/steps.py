@@ -19,6 +19,7 @@ from stackgan.losses import (
 from stackgan.models.discriminator import BaseDiscriminator
 from stackgan.models.v1 import GeneratorOutput
 from stackgan.train.matching import info_nce
+from stackgan.train.superres import recon_loss
 
 Autocast = Callable[[], contextlib.AbstractContextManager[object]]
 Augment = Callable[[torch.Tensor], torch.Tensor]
@@ -167,13 +168,17 @@ def g_step(
     matcher: nn.Module | None = None,
     match_weight: float = 0.0,
     scaler: torch.amp.GradScaler | None = None,
+    recon: tuple[torch.Tensor, torch.Tensor] | None = None,
+    recon_weight: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """Update G to fool every discriminator at its scale, plus lambda * KL of its Conditioning
     Augmentation and, when ``color_weight > 0``, colour consistency between consecutive scales
     (StackGAN++ eq. 8; for v1 Stage-II, between the Stage-I image and its own), and when
     ``lowres_weight > 0`` the L1 distance of each image, downsampled, to the coarser one; with
     a frozen ``matcher`` (:mod:`stackgan.train.matching`), ``match_weight`` times the InfoNCE of
-    the final image's embedding against the batch's text.
+    the final image's embedding against the batch's text; with ``recon`` = (real photos,
+    (B,) mask), ``recon_weight`` times the L1 distance of the final images to those photos
+    where the mask is set (:mod:`stackgan.train.superres`).
 
     ``discriminators`` judge the last ``len(discriminators)`` images of ``out`` (v1: Stage-II's
     D sees only the 256 image; v2: one D per branch). ``out`` is the generator output of this
@@ -214,6 +219,10 @@ def g_step(
         match, acc = info_nce(emb, text)
         loss = loss + match_weight * match
         res.update(match=match.detach(), match_top1=acc.detach())
+    if recon is not None and recon_weight > 0:
+        rec = recon_loss(out.images[-1], recon[0], recon[1])
+        loss = loss + recon_weight * rec
+        res["recon"] = rec.detach()
     if out.mus:
         kl = sum(
             (kl_divergence(m.float(), lv.float()) for m, lv in zip(out.mus, out.logvars)),
