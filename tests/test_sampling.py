@@ -130,3 +130,24 @@ def test_bundled_models_by_name(tmp_path):
     for m in PRETRAINED.values():  # every bundled model has its card, and the registry's
         assert (Path(__file__).parents[1] / m.card).is_file()  # resolution is the file's
         assert Text2ImageSampler.from_pretrained(m.name).resolution == m.resolution
+
+
+def test_top_level_export_and_sampler_protocol():
+    """``from stackgan import Text2ImageSampler`` works, ``import stackgan`` alone loads no
+    torch, and the sampler satisfies the ``Sampler`` protocol the metrics are typed with."""
+    import subprocess
+    import sys
+
+    import stackgan
+    from stackgan.sampling import Sampler
+
+    assert stackgan.Text2ImageSampler is Text2ImageSampler
+    assert "Text2ImageSampler" in stackgan.__all__
+    with pytest.raises(AttributeError, match="no attribute"):
+        _ = stackgan.NoSuchThing  # type: ignore[attr-defined]
+    code = "import sys, stackgan; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    sampler = Text2ImageSampler.from_pretrained()
+    assert isinstance(sampler, Sampler)
+    assert not isinstance(object(), Sampler)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -364,3 +364,51 @@ def _join(parts: list[Any]) -> Any:
     if isinstance(parts[0], np.ndarray):
         return np.concatenate(parts)
     return [im for p in parts for im in p]
+
+
+@runtime_checkable
+class Sampler(Protocol):
+    """What the metrics, the report's figures and training-time evaluation use of a sampler.
+
+    :class:`Text2ImageSampler` is one; a stand-in (a test double, a wrapper that adds
+    truncation) needs only these members. ``isinstance(obj, Sampler)`` checks they exist.
+    """
+
+    device: torch.device
+    encoder: TextEncoder | None
+
+    @property
+    def resolution(self) -> int: ...
+
+    @property
+    def conditional(self) -> bool: ...
+
+    @property
+    def z_dim(self) -> int: ...
+
+    @property
+    def cond_dim(self) -> int: ...
+
+    def encode_text(self, captions: list[str]) -> torch.Tensor: ...
+
+    def generate(
+        self,
+        text_emb: torch.Tensor | None,
+        seed: int = 0,
+        num_images: int = 1,
+        ca_noise: bool = True,
+    ) -> list[torch.Tensor]: ...
+
+    def __call__(
+        self,
+        captions: list[str] | tuple[str, ...] | None = None,
+        seed: int | None = 0,
+        num_images: int = 1,
+        *,
+        text_emb: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        latents: torch.Tensor | None = None,
+        ca_noise: torch.Tensor | bool = True,
+        output_type: OutputType = "pil",
+        batch_size: int = SAMPLE_CHUNK,
+    ) -> SampleOutput: ...

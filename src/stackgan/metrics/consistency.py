@@ -20,6 +20,7 @@ import numpy as np
 from stackgan.data import shapes
 from stackgan.data.io import DatasetError, read_pickle
 from stackgan.metrics.generation import GEN_BATCH, generate_images
+from stackgan.sampling import Sampler
 from stackgan.utils.images import to_uint8
 
 BORDER_FRAC = 0.04  # outer 4% of each side is read as background
@@ -133,7 +134,7 @@ def score(
 
 
 def evaluate_sampler(
-    sampler: Any,
+    sampler: Sampler,
     data_root: str | Path,
     split: str = "test",
     num: int = 0,

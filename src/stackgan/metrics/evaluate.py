@@ -48,7 +48,7 @@ from stackgan.metrics.inception_score import (
 from stackgan.metrics.r_precision import r_precision
 from stackgan.metrics.real import dataset_features
 from stackgan.metrics.registry import MetricOptions, calc_metric, metric_captions
-from stackgan.sampling import Text2ImageSampler
+from stackgan.sampling import Sampler, Text2ImageSampler
 from stackgan.text.trainable import TrainedTextEncoder
 from stackgan.utils.cache import atomic_write
 from stackgan.utils.images import make_grid, resize_to, save_png, to_uint8
@@ -242,7 +242,7 @@ class UserClassifier:
         return np.concatenate(out)
 
 
-def _own_matcher(sampler: Any) -> Any:
+def _own_matcher(sampler: Sampler) -> Any:
     """The generator's text encoder when it is a trained text-image model (it has an image side
     for R-precision), else None."""
 
@@ -305,7 +305,7 @@ FIGURE_CAPTIONS = 4  # rows of the z-interpolation, CA and nearest-neighbour fig
 
 
 def _figures(
-    sampler: Any,
+    sampler: Sampler,
     emb: torch.Tensor | None,
     captions: list[str],
     fake: np.ndarray,
@@ -333,7 +333,7 @@ def _figures(
 
 @torch.no_grad()
 def _diversity(
-    sampler: Any, emb: torch.Tensor, net: torch.nn.Module, seed: int, ca_noise: bool = True
+    sampler: Sampler, emb: torch.Tensor, net: torch.nn.Module, seed: int, ca_noise: bool = True
 ) -> float:
     """Mean pairwise L2 distance in feature space between samples of the same caption
     (``ca_noise=False``: CA mean only, the ablation)."""

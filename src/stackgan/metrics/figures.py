@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from stackgan.sampling import Sampler
 from stackgan.utils.images import make_grid
 
 
@@ -26,7 +27,9 @@ def _row_grid(rows: list[np.ndarray]) -> np.ndarray:
     return make_grid(np.concatenate(rows), nrow=k)
 
 
-def _run(sampler: Any, z: torch.Tensor, text: torch.Tensor | None, eps: torch.Tensor | None) -> Any:
+def _run(
+    sampler: Sampler, z: torch.Tensor, text: torch.Tensor | None, eps: torch.Tensor | None
+) -> Any:
     """The last stage's images (uint8) for these exact z's, embeddings and CA noise (drawn from
     seed 0 when ``eps`` is None)."""
     out = sampler(
@@ -42,7 +45,7 @@ def _run(sampler: Any, z: torch.Tensor, text: torch.Tensor | None, eps: torch.Te
 
 @torch.no_grad()
 def text_interpolation(
-    sampler: Any,
+    sampler: Sampler,
     emb_a: torch.Tensor,
     emb_b: torch.Tensor,
     steps: int = 8,
@@ -61,7 +64,9 @@ def text_interpolation(
 
 
 @torch.no_grad()
-def z_interpolation(sampler: Any, emb: torch.Tensor, steps: int = 8, seed: int = 0) -> np.ndarray:
+def z_interpolation(
+    sampler: Sampler, emb: torch.Tensor, steps: int = 8, seed: int = 0
+) -> np.ndarray:
     """One row per caption: z moved linearly between two draws, the caption fixed."""
     gen = torch.Generator().manual_seed(seed)
     rows = []
@@ -74,7 +79,7 @@ def z_interpolation(sampler: Any, emb: torch.Tensor, steps: int = 8, seed: int =
 
 @torch.no_grad()
 def ca_ablation(
-    sampler: Any, emb: torch.Tensor, samples: int = 6, seed: int = 0
+    sampler: Sampler, emb: torch.Tensor, samples: int = 6, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """(CA on, CA off) grids: per caption, ``samples`` images at fixed z's, eps drawn vs eps = 0.
 

@@ -6,16 +6,17 @@ seed give the same images in all three."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import torch
 from tqdm import tqdm
+
+from stackgan.sampling import Sampler
 
 GEN_BATCH = 64  # captions per chunk: part of what fixes the images (the noise is per chunk)
 
 
 def generate_images(
-    sampler: Any,
+    sampler: Sampler,
     captions: list[str],
     seed: int = 0,
     batch: int = GEN_BATCH,
