@@ -13,9 +13,9 @@ from stackgan.text.trainable import (
     matching_loss,
     save_matcher,
     subword_ids,
-    train_matcher,
     words,
 )
+from stackgan.train.text_encoder import train_matcher
 
 from .conftest import tiny_config
 

@@ -55,7 +55,7 @@ def text_encoder_train(
     """
     if not out.endswith(".safetensors"):
         raise click.UsageError("--out must end in .safetensors")
-    from stackgan.metrics.text_retrieval import train_text_encoder
+    from stackgan.train.text_encoder import train_text_encoder
 
     matcher, losses = train_text_encoder(
         data_root,

@@ -19,7 +19,6 @@ import numpy as np
 import torch
 
 from stackgan.data.shapes import is_shapes_root
-from stackgan.metrics.features import InceptionFeatures
 from stackgan.metrics.r_precision import fold_stats, r_precision_hits, retrieval_topk
 from stackgan.metrics.real import dataset_features
 from stackgan.text.base import is_encoder_file
@@ -30,8 +29,6 @@ from stackgan.text.trainable import (
     TrainedTextEncoder,
     fit_matching,
     matching_loss,
-    save_matcher,
-    train_matcher,
 )
 from stackgan.utils.runtime import preserve_rng
 
@@ -145,44 +142,3 @@ def evaluate_text_encoder(
         "top5": top[5],
         "hits": hits,  # per test image, for paired comparisons (not JSON)
     }
-
-
-def train_text_encoder(
-    data_root: str | Path,
-    out: str | Path,
-    epochs: int = 60,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    max_train: int = 0,
-    seed: int = 0,
-    device: str = "cpu",
-    buckets: int = 50_000,
-    class_mask: bool | None = None,
-) -> tuple[Any, list[float]]:
-    """``stackgan text-encoder train``: fit the n-gram BiGRU encoder to the Inception pool3
-    features of a dataset's training images and write it to ``out`` -> (matcher, epoch losses).
-    """
-
-    feats, ds = dataset_features(
-        data_root, "train", FEATURE_SIZE, InceptionFeatures(device=device), max_images=max_train
-    )
-    labels = mask_labels(ds, class_mask)
-    matcher, losses = train_matcher(
-        ds.image_captions(),
-        feats,
-        buckets=buckets,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        labels=labels,
-    )
-    info = {
-        "data": str(data_root),
-        "num_images": len(ds),
-        "epochs": epochs,
-        "class_mask": labels is not None,
-        "losses": losses,
-    }
-    save_matcher(out, matcher, info)
-    return matcher, losses

@@ -39,7 +39,6 @@ from torch import nn
 
 from stackgan.text.base import TextEncoderError, check_captions
 from stackgan.utils.cache import atomic_write, file_digest, read_safetensors
-from stackgan.utils.runtime import preserve_rng
 
 FORMAT = "stackgan-text-encoder"
 FORMAT_VERSION = 1
@@ -351,51 +350,3 @@ def fit_matching(
         losses.append(total / max(count, 1))
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
     return losses
-
-
-@preserve_rng
-def train_matcher(
-    captions: list[list[str]],
-    image_feats: np.ndarray,
-    *,
-    text: SentenceEncoder | None = None,
-    buckets: int = 50_000,
-    epochs: int = 60,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    seed: int = 0,
-    progress: bool = True,
-    labels: torch.Tensor | np.ndarray | None = None,
-) -> tuple[TextImageMatcher, list[float]]:
-    """Train on (image, one random caption of it) pairs; returns the matcher and epoch losses.
-
-    ``text``: the encoder to train (default: a new ``SentenceEncoder(buckets)``, seeded).
-    ``labels``: a class id per image; same-class pairs are then no negatives of each other."""
-    if len(captions) != len(image_feats) or len(captions) < 2:
-        raise ValueError(f"{len(captions)} caption lists for {len(image_feats)} feature rows")
-    torch.manual_seed(seed)
-    matcher = TextImageMatcher(text or SentenceEncoder(buckets), image_feats.shape[1])
-    feats = torch.from_numpy(image_feats).float()
-    classes = None if labels is None else torch.as_tensor(labels)
-    if classes is not None and len(classes) != len(feats):
-        raise ValueError(f"{len(classes)} labels for {len(feats)} feature rows")
-
-    def batch_loss(idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
-        caps = [captions[i][rng.integers(len(captions[i]))] for i in idx]
-        batch_labels = None if classes is None else classes[idx]
-        return matcher.loss(matcher.text(caps), feats[idx], batch_labels)
-
-    matcher.train()
-    params = [p for p in matcher.parameters() if p.requires_grad]
-    losses = fit_matching(
-        batch_loss,
-        params,
-        len(captions),
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        progress=progress,
-        desc="text encoder",
-    )
-    return matcher.eval(), losses
