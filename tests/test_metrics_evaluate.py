@@ -29,11 +29,13 @@ def test_eval_writes_metrics_report_and_history(tiny_shapes, tmp_path):
         progress=False,
     )
     assert res["resolution"] == 32 and res["num_samples"] >= 2
-    fid_key = f"fid{res['num_samples']}"
-    assert res[fid_key] > 0 and res["diversity"] >= 0
-    assert res["is"] >= 1.0 and 1.0 <= res["is_real"] <= res["is_num_classes"]
-    assert set(res["consistency"]) >= {"object_color_acc", "background_acc"}
-    attrs = res["attributes"]  # the learned per-attribute judge, with its real-image scale
+    n = res["num_samples"]
+    fid_key = f"fid{n}"
+    assert res[fid_key] > 0 and res[f"diversity{min(n, 20)}"] >= 0
+    assert res[f"is{n}"] >= 1.0 and 1.0 <= res["is_real"] <= res["is_num_classes"]
+    assert {f"consistency{n}", f"consistency{n}_object", f"consistency{n}_background"} <= set(res)
+    assert res[f"attributes{n}"] >= 0
+    attrs = res[f"attributes{n}_detail"]  # the learned per-attribute judge, with its real scale
     for key in ("generated", "real_test"):
         assert set(attrs[key]) == {"color", "background", "shape", "size", "position", "pattern"}
         assert all(0 <= v <= 1 for v in attrs[key].values())
@@ -51,7 +53,12 @@ def test_eval_writes_metrics_report_and_history(tiny_shapes, tmp_path):
     with Image.open(out / "fig-stages.png") as im:  # Stage-I | Stage-II per caption, at 32 px
         assert im.size[0] == 2 * 32 and im.size[1] % 32 == 0 and im.size[1] >= 2 * 32
     assert "<th>generated</th><td><table><tr><th>color</th>" in page  # nested results as tables
-    assert res["diversity_ca_off"] >= 0
+    assert res[f"diversity{min(n, 20)}_ca_off"] >= 0
+    # each metric also went to OUT/metric-<name>.jsonl, as a training run writes them
+    for name in ("fid", "is", "diversity", "consistency", "attributes"):
+        (line,) = (out / f"metric-{name}.jsonl").read_text().splitlines()
+        assert json.loads(line)["metric"] == name and json.loads(line)["model"] == str(model)
+    assert not (out / "metric-r_precision.jsonl").exists()  # no matcher: skipped
     evaluate(
         EvalOptions(str(tiny_shapes), str(out), str(model), num_samples=12),
         extractor=MeanColour(),
@@ -156,9 +163,10 @@ def test_eval_r_precision_and_a_user_is_classifier(tiny_shapes, tmp_path):
         is_classifier=str(clf),
     )
     res = evaluate(opts, extractor=MeanColour(), progress=False)
-    assert 0 <= res["r_precision"] <= 1 and 0 <= res["r_precision_real"] <= 1
+    n = res["num_samples"]
+    assert 0 <= res[f"r_precision{n}"] <= 1 and 0 <= res["r_precision_real"] <= 1
     assert res["r_precision_model"] == str(matcher)
-    assert res["is"] == pytest.approx(1.0) and res["is_num_classes"] == 7  # uniform -> IS 1
+    assert res[f"is{n}"] == pytest.approx(1.0) and res["is_num_classes"] == 7  # uniform: IS 1
     assert "is_real" not in res
     missing = EvalOptions(
         str(tiny_shapes), str(tmp_path / "ev2"), str(model), is_classifier=str(tmp_path / "no.pt")
@@ -188,8 +196,8 @@ def test_eval_of_an_unconditional_model_measures_fid_is_and_nearest_images(tiny_
         extractor=MeanColour(),
         progress=False,
     )
-    assert res["num_samples"] == 9 and res["fid9"] > 0 and res["is"] >= 1.0
-    assert not {"r_precision", "diversity", "consistency", "attributes"} & set(res)
+    assert res["num_samples"] == 9 and res["fid9"] > 0 and res["is9"] >= 1.0
+    assert not [k for k in res if k.startswith(("r_prec", "diversity", "consist", "attrib"))]
     assert sorted(p.name for p in out.glob("fig-*.png")) == [
         "fig-nearest-neighbours.png",
         "fig-stages.png",
@@ -200,3 +208,39 @@ def test_eval_of_an_unconditional_model_measures_fid_is_and_nearest_images(tiny_
         EvalOptions(str(tiny_shapes), str(out), str(model)), extractor=MeanColour(), progress=False
     )
     assert res["num_samples"] == res["num_real"]
+
+
+def test_eval_runs_the_metrics_it_is_given(tiny_shapes, tmp_path):
+    """--metrics: the registry's names with their counts; one that does not apply, asked for
+    by name, is an error rather than a silent gap."""
+    from click.testing import CliRunner
+
+    from stackgan.checkpoint import export_generator
+    from stackgan.cli import main
+    from stackgan.metrics.base import MetricUnavailableError
+    from stackgan.metrics.evaluate import EvalOptions, evaluate
+    from stackgan.models.registry import build_generator
+
+    from .conftest import tiny_config
+
+    cfg = tiny_config(tiny_shapes)
+    model = tmp_path / "model.safetensors"
+    export_generator(model, build_generator(cfg).state_dict(), cfg)
+    out = tmp_path / "ev"
+    opts = EvalOptions(str(tiny_shapes), str(out), str(model), metrics=("fid6", "consistency"))
+    res = evaluate(opts, extractor=MeanColour(), progress=False)
+    n = res["num_samples"]
+    assert "fid6" in res and f"consistency{n}" in res and f"is{n}" not in res
+    assert json_lines(out / "metric-fid6.jsonl")[0]["num_samples"] == 6
+    only_r = EvalOptions(str(tiny_shapes), str(out), str(model), metrics=("r_precision",))
+    with pytest.raises(MetricUnavailableError, match="text-image model"):
+        evaluate(only_r, extractor=MeanColour(), progress=False)
+    args = ["eval", "--data", str(tiny_shapes), "--out", str(out), "--metrics", "fid,nope"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 2 and "unknown metric 'nope'" in r.output
+
+
+def json_lines(path):
+    import json
+
+    return [json.loads(x) for x in path.read_text().splitlines()]

@@ -48,7 +48,9 @@ def test_fid_inception_in_pytorch_is_the_torchscript_network(tmp_path):
         want = ts(FI.preprocess(x))
     assert torch.allclose(net(x), want, atol=1e-4)
     assert net.logits(x).shape == (2, FI.NUM_LOGITS)
-    from stackgan.metrics.evaluate import UserClassifier  # the .pth's logits serve the IS too
+    from stackgan.metrics.inception_score import (
+        UserClassifier,
+    )  # the .pth's logits serve the IS too
 
     probs = UserClassifier(pth).probabilities(np.zeros((3, 32, 32, 3), np.uint8))
     assert probs.shape == (3, FI.NUM_LOGITS) and np.allclose(probs.sum(1), 1)

@@ -365,7 +365,7 @@ def test_bad_caption_files_devices_and_out_paths_are_one_line(tiny_run, tmp_path
     notshapes = tmp_path / "folder"
     notshapes.mkdir()
     r = _cli("consistency", "--model", model, "--data", str(notshapes))
-    assert r.exit_code == 1 and "is not a shapes dataset" in r.output
+    assert r.exit_code == 1 and "has no consistency judge" in r.output
 
 
 def test_bad_dataset_files_are_named(tiny_shapes, tmp_path, monkeypatch):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from stackgan.data import shapes
-from stackgan.metrics.consistency import judge_image, names_background, score
+from stackgan.metrics.shapes_judge import judge_image, names_background, score
 from stackgan.sampling import Text2ImageSampler, default_model_path
 from stackgan.text import MAX_CAPTION_CHARS, TextEncoderError, check_captions
 

@@ -9,6 +9,7 @@ the key, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -294,6 +295,10 @@ class OptimConfig:
             raise ConfigError("optim.lr_decay_factor must be in (0, 1]")
 
 
+# a metric name with an optional sample count (the grammar of stackgan.metrics.options)
+METRIC_NAME = re.compile(r"[a-z_]*[a-z]([1-9][0-9]*k?)?")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     batch_size: int = 64
@@ -317,11 +322,15 @@ class TrainConfig:
     num_grid_captions: int = 8
     progress: bool = True
     tensorboard: bool = True
-    # Metrics during training, every metric_ticks ticks (0 = off), on metric_samples test
-    # captions with g_ema: consistency on shapes (cheap), FID when metric_fid (Inception). The
-    # best model so far is exported as model-best.safetensors.
+    # Metrics during training, every metric_ticks ticks (0 = off), with g_ema: registered
+    # metric names (stackgan.metrics.registry), each with an optional sample count (fid2k:
+    # FID of 2,000 images; without one, metric_samples test captions). The best model so far,
+    # by the first metric, is exported as model-best.safetensors. Empty: the dataset judge's
+    # consistency where there is one (shapes; cheap), nothing elsewhere.
     metric_ticks: int = 0
+    metrics: tuple[str, ...] = ()
     metric_samples: int = 256
+    # deprecated: `metrics: [fid]` (true puts fid first in the list, so model-best follows it)
     metric_fid: bool = False
     # Stop (checkpoint, export) once this many minutes were spent in training iterations,
     # counted across resumes and without the tick maintenance (grids, metrics, checkpoints);
@@ -371,6 +380,12 @@ class TrainConfig:
             raise ConfigError("train.d_warmup_iters must be >= 0")
         if self.metric_ticks < 0 or self.metric_samples < 2:
             raise ConfigError("train.metric_ticks must be >= 0 and metric_samples >= 2")
+        for name in self.metrics:
+            if not METRIC_NAME.fullmatch(name):
+                raise ConfigError(
+                    f"train.metrics: {name!r} is not a metric name (a metric and an optional "
+                    "sample count: fid, fid2k, consistency256)"
+                )
         if self.batch_size < 2:
             raise ConfigError("train.batch_size must be >= 2 (the mismatched pair needs two)")
         if self.total_iters < 1 or self.tick_iters < 1 or self.snapshot_ticks < 1:

@@ -113,6 +113,13 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             except ConfigError:
                 continue
         raise ConfigError(f"{key}: {_short(value)} does not match {tp}")
+    if origin is tuple and get_args(tp)[1:] == (Ellipsis,):  # tuple[X, ...]: any length
+        if isinstance(value, str):  # `--set train.metrics=fid,kid`
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {_short(value)}")
+        item = get_args(tp)[0]
+        return tuple(_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value))
     if origin is tuple:
         args = get_args(tp)
         if not isinstance(value, (list, tuple)) or len(value) != len(args):

@@ -17,8 +17,6 @@ from typing import Any
 import click
 
 from stackgan.cli.options import model_option
-from stackgan.data.shapes import ShapeAttributes
-from stackgan.metrics.consistency import Judgement
 
 DEMO_IMAGES = 600  # a small shapes set: enough test captions, quick to render and encode
 
@@ -66,7 +64,7 @@ def demo(
       stackgan demo --no-train            # gallery only (about a minute)
     """
     from stackgan.data.shapes import write_dataset
-    from stackgan.metrics.consistency import evaluate_sampler, test_captions
+    from stackgan.metrics.consistency import evaluate_sampler, require_judge
     from stackgan.sampling import Text2ImageSampler
     from stackgan.utils.images import save_png
 
@@ -82,12 +80,12 @@ def demo(
 
     click.echo("[2/3] sampling test-split captions with the bundled model")
     sampler = Text2ImageSampler.from_pretrained(model)
-    items = test_captions(data_root, "test", seed=seed)
+    judge = require_judge(data_root)
+    items = judge.captions(data_root, "test", seed=seed)
     shown = items[:num_captions]
     captions = [c for c, _, _ in shown]
     emb = sampler.encode_text(captions)
     stages = sampler.generate(emb, seed=seed)
-    from stackgan.metrics.consistency import judge_image
     from stackgan.utils.images import to_uint8
 
     img_dir = out / "images"
@@ -98,7 +96,7 @@ def demo(
             save_png(a, img_dir / f"{i:03d}-stage{s}.png")
     metrics = evaluate_sampler(sampler, data_root, "test", seed=seed, progress=False)
     (out / "consistency.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    judged = [judge_image(a) for a in stage_arrays[-1]]
+    judged = [judge.describe(a, truth) for a, (_, truth, _) in zip(stage_arrays[-1], shown)]
     birds_note = _birds_gallery(out, seed)
 
     train_note = "skipped (--no-train)"
@@ -208,25 +206,24 @@ def _short_training(out: Path, data_root: Path, iters: int, seed: int) -> str:
 
 def _write_gallery(
     out: Path,
-    shown: list[tuple[str, ShapeAttributes, bool]],
+    shown: list[tuple[str, Any, bool]],
     num_stages: int,
-    judged: list[Judgement],
+    judged: list[tuple[bool, str]],
     metrics: dict[str, Any],
     train_note: str,
     birds: str = "",
 ) -> None:
     rows = []
-    for i, ((cap, attrs, comp), j) in enumerate(zip(shown, judged)):
+    for i, ((cap, _, comp), (ok, seen)) in enumerate(zip(shown, judged)):
         cells = "".join(
             f'<td><img src="images/{i:03d}-stage{s}.png" width="256" height="256" '
             f'style="image-rendering:pixelated" alt="stage {s}"></td>'
             for s in range(1, num_stages + 1)
         )
-        ok = j.object_color == attrs.color and j.background == attrs.background
         tag = " <b>(held-out shape-colour pair)</b>" if comp else ""
         rows.append(
             f"<tr><td class='cap'>{html.escape(cap)}{tag}<br><small>judged: "
-            f"{html.escape(str(j.object_color))} on {html.escape(j.background)} "
+            f"{html.escape(seen)} "
             f"{'&#10003;' if ok else '&#10007;'}</small></td>{cells}</tr>"
         )
     heads = "".join(f"<th>Stage-{'I' * s if s < 4 else s}</th>" for s in range(1, num_stages + 1))

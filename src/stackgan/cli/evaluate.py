@@ -86,6 +86,13 @@ def consistency(
     "TorchScript classifier ((N,3,299,299) in [-1,1] -> logits), or a pytorch-fid .pth, for the "
     "Inception Score, instead of the dataset's pool3 head.",
 )
+@click.option(
+    "--metrics",
+    default="",
+    help="Comma-separated metric names, each with an optional sample count (fid2k = FID of "
+    "2,000 images; an unknown name lists the known ones). Default: fid, is, r_precision, "
+    "diversity, consistency, attributes, skipping those that do not apply.",
+)
 @optional_file(
     "--fid-weights",
     "pytorch-fid / torch-fidelity pt_inception-2015-12-05-*.pth for FID, instead of the "
@@ -104,18 +111,28 @@ def eval_cmd(
     screenshot: bool,
     matcher: str,
     is_classifier: str,
+    metrics: str,
     fid_weights: str,
 ) -> None:
     """FID, Inception Score, diversity, R-precision (with a trained text-image model) and, on
-    shapes, per-attribute consistency -> metrics.json, report.html.
+    shapes, per-attribute consistency -> metrics.json, report.html, metric-<name>.jsonl.
 
     \b
     Examples:
       stackgan eval --data data/shapes --out eval/bundled
+      stackgan eval --data data/shapes --out eval/kid --metrics fid2k,kid2k
       stackgan eval --model runs/00001-.../model.safetensors --data data/shapes --out eval/run1
     """
+    from stackgan.metrics.base import MetricError
     from stackgan.metrics.evaluate import EvalOptions, evaluate
+    from stackgan.metrics.registry import metric_spec
 
+    names = tuple(m.strip() for m in metrics.split(",") if m.strip())
+    for name in names:  # an unknown name fails before the model and the data are read
+        try:
+            metric_spec(name)
+        except MetricError as exc:
+            raise click.BadParameter(str(exc), param_hint="--metrics") from exc
     opts = EvalOptions(
         data_root,
         out_dir,
@@ -129,6 +146,7 @@ def eval_cmd(
         matcher=matcher,
         is_classifier=is_classifier,
         fid_weights=fid_weights,
+        metrics=names,
     )
     res = evaluate(opts)
     click.echo(json.dumps(res, indent=2))

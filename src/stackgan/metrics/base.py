@@ -33,3 +33,8 @@ def inception_input(images: torch.Tensor, device: str | torch.device | None = No
             x, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear", align_corners=False
         )
     return x
+
+
+class MetricUnavailableError(MetricError):
+    """A metric that does not apply to this model or dataset (no judge, no text, no matcher);
+    ``stackgan eval``'s default list skips it, a metric asked for by name fails with it."""

@@ -1,8 +1,9 @@
 """``stackgan eval``: one command for a model's metrics, written as metrics.json and a report.
 
-For each image of the dataset's test split one caption is drawn (seeded; on ``shapes`` one that
-names the background, so the consistency judge can score it) and one image generated at the
-model's highest resolution. Then:
+For each image of the dataset's test split one caption is drawn (seeded; on a dataset with a
+judge, such as ``shapes``, one the judge can check) and one image generated at the model's
+highest resolution. Then each metric of the registry (:mod:`stackgan.metrics.registry`; by
+default :data:`DEFAULT_METRICS`, those that apply) is computed on those images:
 
 - FID against the real test images at that resolution (Inception pool3, real features cached);
 - Inception Score under the dataset's pool3 head (trained on the real training images, the
@@ -10,10 +11,13 @@ model's highest resolution. Then:
 - diversity: mean pairwise distance, in pool3 space, between samples of the same caption;
 - R-precision (AttnGAN) under a trained text-image model, real test images beside it;
 - on ``shapes``, text-image consistency: object colour and background by palette statistics,
-  and all six attributes by a classifier trained on the real renders (``metrics/attributes``).
+  and all six attributes by a classifier trained on the real renders (the dataset's judge,
+  ``metrics/judges.py``).
 
-``metrics.json`` and ``report.html`` (images inline, readable offline) go to the output folder,
-and one JSON line per run is appended to a history file so runs can be compared.
+Then the paper's figures are drawn. Each metric's result is appended to
+``OUT/metric-<name>.jsonl`` as in a training run; ``metrics.json`` and ``report.html`` (images
+inline, readable offline) go to the output folder, and one JSON line per run is appended to a
+history file so runs can be compared.
 """
 
 from __future__ import annotations
@@ -33,30 +37,25 @@ import torch
 from PIL import Image
 
 from stackgan.metrics import figures as F
-from stackgan.metrics.attributes import attribute_consistency
-from stackgan.metrics.base import MetricError
-from stackgan.metrics.consistency import score
+from stackgan.metrics.base import MetricUnavailableError
+from stackgan.metrics.diversity import DIVERSITY_CAPTIONS
 from stackgan.metrics.features import feature_network
-from stackgan.metrics.fid_inception import load_fid_weights, preprocess
-from stackgan.metrics.generation import GEN_BATCH
-from stackgan.metrics.inception_score import (
-    PAPER_SPLITS,
-    head_probabilities,
-    inception_score,
-    train_head,
+from stackgan.metrics.options import (
+    MetricOptions,
+    generated,
+    metric_captions,
+    real_split,
+    train_split,
 )
-from stackgan.metrics.r_precision import r_precision
-from stackgan.metrics.real import dataset_features
-from stackgan.metrics.registry import MetricOptions, calc_metric, metric_captions
+from stackgan.metrics.registry import calc_metric, report_metric
 from stackgan.sampling import Sampler, Text2ImageSampler
-from stackgan.text.trainable import TrainedTextEncoder
 from stackgan.utils.cache import atomic_write
 from stackgan.utils.images import make_grid, resize_to, save_png, to_uint8
 
 logger = logging.getLogger(__name__)
 
-DIVERSITY_CAPTIONS = 20  # captions sampled several times for the diversity figure
-DIVERSITY_SAMPLES = 4  # samples per caption
+# what `stackgan eval` measures unless told: every metric of the report (kid: by name)
+DEFAULT_METRICS = ("fid", "is", "r_precision", "diversity", "consistency", "attributes")
 REPORT_CAPTIONS = 8  # captions shown stage by stage in the report
 
 
@@ -81,6 +80,9 @@ class EvalOptions:
     is_classifier: str = ""
     # a pytorch-fid / torch-fidelity pt_inception-2015-12-05 .pth for FID ("" : default_1.pt)
     fid_weights: str = ""
+    # registered metric names, with counts where wanted (e.g. fid2k, kid); () : DEFAULT_METRICS,
+    # skipping those that do not apply to the model or the data
+    metrics: tuple[str, ...] = ()
 
 
 def _png_b64(img: np.ndarray) -> str:
@@ -92,7 +94,8 @@ def _png_b64(img: np.ndarray) -> str:
 def evaluate(
     opts: EvalOptions, extractor: torch.nn.Module | None = None, progress: bool = True
 ) -> dict[str, Any]:
-    """Run every metric for ``opts``; returns the metrics dict (also written to disk)."""
+    """Run the metrics of ``opts`` through the registry, then the figures and the report;
+    returns the metrics dict (also written to disk)."""
 
     t0 = time.time()
     out = Path(opts.out_dir)
@@ -103,11 +106,9 @@ def evaluate(
         if extractor is not None
         else feature_network(opts.fid_weights or None, opts.device)
     )
-    classifier = UserClassifier(opts.is_classifier, opts.device) if opts.is_classifier else None
     size = sampler.resolution
 
-    # 1. real features (cached beside the dataset) and the captions to generate from: the
-    # metric registry's, so training-time metrics measure the same thing
+    # 1. the options every metric shares; the report keeps the stages of the first captions
     stage_rows: list[np.ndarray] = []
 
     def keep_stages(stages: list[torch.Tensor]) -> None:
@@ -123,19 +124,12 @@ def evaluate(
         progress,
         detector=net,
         on_batch=keep_stages,
+        matcher=opts.matcher,
+        is_classifier=opts.is_classifier,
+        max_train=opts.max_train,
     )
-    captions, items = metric_captions(mopts)
-    train, train_ds = dataset_features(
-        opts.data_root, "train", size, net, max_images=opts.max_train, progress=progress
-    )
-
-    # 2. generate one image per caption and measure FID (and, on shapes, consistency) through
-    # the registry; IS, R-precision and the figures reuse its images and features
-    fid = calc_metric("fid", mopts)
-    real, test_ds = mopts.cache["real"]
-    fake, finals = mopts.generated["features"], mopts.generated["images"]
-
-    # 3. metrics
+    captions, _ = metric_captions(mopts)
+    real, _ = real_split(mopts)
     res: dict[str, Any] = {
         "model": str(opts.model or "bundled"),
         "data": str(opts.data_root),
@@ -145,32 +139,36 @@ def evaluate(
         "num_real": len(real),
         "detector": getattr(net, "name", type(net).__name__),
         "seed": opts.seed,
-        **fid["results"],
     }
-    res.update(_inception_score(opts, classifier, finals, fake, real, train, train_ds))
-    emb = None  # an unconditional model: FID, IS and nearest neighbours, nothing about text
-    if sampler.conditional:
-        matcher = TrainedTextEncoder(opts.matcher) if opts.matcher else _own_matcher(sampler)
-        if matcher is not None:
-            res.update(_r_precision(matcher, captions, fake, real, test_ds, opts.seed))
-        # the diversity figure and the paper's figures use the first captions only
-        emb = sampler.encode_text(captions[: max(DIVERSITY_CAPTIONS, FIGURE_CAPTIONS)])
-        res["diversity"] = _diversity(sampler, emb, net, opts.seed)
-        res["diversity_ca_off"] = _diversity(sampler, emb, net, opts.seed, ca_noise=False)
-    if items is not None:
-        attrs, comp = [a for _, a, _ in items], [c for _, _, c in items]
-        res["consistency"] = score(finals, attrs, comp)  # the registry's images, full detail
-        res["attributes"] = attribute_consistency(finals, attrs, comp, opts.data_root, progress)
+
+    # 2. the metrics, one generation shared by all (each also to OUT/metric-<name>.jsonl)
+    for name in opts.metrics or DEFAULT_METRICS:
+        try:
+            result = calc_metric(name, mopts)
+        except MetricUnavailableError as exc:
+            if opts.metrics:  # asked for by name: say why not
+                raise
+            logger.info("skipped %s", exc)
+            continue
+        report_metric(result, out, model=res["model"])
+        res.update(result["results"])
+    gen = generated(mopts, need_features=True)  # (the figures' images: already made)
     res["seconds"] = round(time.time() - t0, 1)
 
-    # 4. the paper's figures, as PNGs beside the report
-    figs = _figures(sampler, emb, captions, fake, finals, train, train_ds, size, opts.seed)
+    # 3. the paper's figures, as PNGs beside the report
+    emb = None  # an unconditional model: nearest neighbours only
+    if sampler.conditional:
+        # (encoded as many as before the registry, so the embeddings are bit for bit the same)
+        emb = sampler.encode_text(captions[: max(DIVERSITY_CAPTIONS, FIGURE_CAPTIONS)])
+    train, train_ds = train_split(mopts)
+    finals = gen["images"]
+    figs = _figures(sampler, emb, gen["features"], finals, train, train_ds, size, opts.seed)
     for name, img in figs.items():
         save_png(img, out / f"fig-{name}.png")
     if stage_rows:  # the paper's Stage-I vs Stage-II figure, as a PNG too
         save_png(np.concatenate(stage_rows, axis=0), out / "fig-stages.png")
 
-    # 5. write: metrics.json, report.html, one line of history
+    # 4. write: metrics.json, report.html, one line of history
     (out / "metrics.json").write_text(json.dumps(res, indent=2) + "\n")
     grid = make_grid(np.stack(finals[:32]), nrow=8)
     _write_report(out / "report.html", res, captions, stage_rows, grid, figs)
@@ -178,100 +176,6 @@ def evaluate(
     with open(history, "a") as f:
         f.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **res}) + "\n")
     return res
-
-
-def _inception_score(
-    opts: EvalOptions,
-    classifier: UserClassifier | None,
-    finals: list[np.ndarray],
-    fake: np.ndarray,
-    real: np.ndarray,
-    train: np.ndarray,
-    train_ds: Any,
-) -> dict[str, Any]:
-    """IS of the generated images under the user's classifier, or the dataset's pool3 head
-    (trained on the real training images) with the real test images' IS beside it."""
-    res: dict[str, Any] = {}
-    order = np.random.default_rng(opts.seed).permutation(len(fake))  # IS splits mix captions
-    splits = min(PAPER_SPLITS, len(fake), len(real))  # 10 as the paper, fewer for tiny runs
-    labels = train_ds.class_ids.numpy()
-    if classifier is not None:
-        probs = classifier.probabilities(np.stack(finals)[order])
-        res["is"], res["is_std"] = inception_score(probs, splits)
-        res["is_classifier"] = str(opts.is_classifier)
-        res["is_num_classes"] = int(probs.shape[1])
-    elif train_ds.has_classes and len(np.unique(labels)) > 1:
-        head = train_head(train, labels, seed=opts.seed)
-        probs = head_probabilities(head, fake[order])
-        res["is"], res["is_std"] = inception_score(probs, splits)
-        res["is_real"], _ = inception_score(head_probabilities(head, real), splits)
-        res["is_num_classes"] = len(np.unique(labels))
-    if "is" in res:
-        res["is_splits"] = splits
-    return res
-
-
-class UserClassifier:
-    """A user's image classifier for the Inception Score: a TorchScript module taking
-    (N, 3, 299, 299) floats in [-1, 1] (bilinear resize, as the IS Inception) to (N, C) logits,
-    or a pytorch-fid ``.pth`` (the TF Inception's own 1008 logits, the original IS network)."""
-
-    def __init__(self, path: str | Path, device: str = "cpu") -> None:
-        self.path, self.device = Path(path), device
-        if not self.path.is_file():
-            raise MetricError(f"IS classifier {self.path} does not exist")
-        self.net: Any
-        if self.path.suffix == ".pth":
-            self.net = load_fid_weights(self.path).to(device).logits  # 299 px, [-1, 1] input
-            return
-        try:
-            self.net = torch.jit.load(str(self.path), map_location=device).eval()
-        except (RuntimeError, ValueError) as exc:
-            raise MetricError(f"cannot load the IS classifier {self.path}: {exc}") from exc
-
-    @torch.no_grad()
-    def probabilities(self, images: np.ndarray, batch: int = GEN_BATCH) -> np.ndarray:
-        """(N, H, W, 3) uint8 -> (N, C) softmax probabilities."""
-
-        out = []
-        for s in range(0, len(images), batch):
-            logits = self.net(preprocess(torch.from_numpy(images[s : s + batch]), self.device))
-            if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
-                raise MetricError(f"{self.path} must return (N, C) logits")
-            out.append(torch.softmax(logits.double(), dim=1).cpu().numpy())
-        return np.concatenate(out)
-
-
-def _own_matcher(sampler: Sampler) -> Any:
-    """The generator's text encoder when it is a trained text-image model (it has an image side
-    for R-precision), else None."""
-
-    return sampler.encoder if isinstance(sampler.encoder, TrainedTextEncoder) else None
-
-
-def _r_precision(
-    enc: Any,
-    captions: list[str],
-    fake: np.ndarray,
-    real: np.ndarray,
-    test_ds: Any,
-    seed: int,
-) -> dict[str, Any]:
-    """AttnGAN's R-precision of the generated images (each against its caption and 99 others),
-    with real test images and their first captions under the same model (a
-    ``TrainedTextEncoder``) for scale."""
-
-    where = str(enc.path) if enc.path is not None else "the model's own (embedded) encoder"
-    out: dict[str, Any] = {"r_precision_model": where}
-    txt = enc.encode(captions).double().numpy()
-    out["r_precision"], out["r_precision_std"] = r_precision(
-        enc.encode_images(fake).double().numpy(), txt, seed=seed
-    )
-    firsts = [caps[0] for caps in test_ds.image_captions()]
-    out["r_precision_real"], _ = r_precision(
-        enc.encode_images(real).double().numpy(), enc.encode(firsts).double().numpy(), seed=seed
-    )
-    return out
 
 
 def _cell(value: Any) -> str:
@@ -307,7 +211,6 @@ FIGURE_CAPTIONS = 4  # rows of the z-interpolation, CA and nearest-neighbour fig
 def _figures(
     sampler: Sampler,
     emb: torch.Tensor | None,
-    captions: list[str],
     fake: np.ndarray,
     finals: list[np.ndarray],
     train: np.ndarray,
@@ -329,22 +232,6 @@ def _figures(
         np.stack(finals[:n]), to_uint8(neighbours).reshape(*idx.shape, size, size, 3)
     )
     return figs
-
-
-@torch.no_grad()
-def _diversity(
-    sampler: Sampler, emb: torch.Tensor, net: torch.nn.Module, seed: int, ca_noise: bool = True
-) -> float:
-    """Mean pairwise L2 distance in feature space between samples of the same caption
-    (``ca_noise=False``: CA mean only, the ablation)."""
-    n = min(DIVERSITY_CAPTIONS, len(emb))
-    imgs = sampler.generate(
-        emb[:n], seed=seed + 10_000, num_images=DIVERSITY_SAMPLES, ca_noise=ca_noise
-    )[-1]
-    feats = net(imgs).double().reshape(n, DIVERSITY_SAMPLES, -1)
-    d = torch.cdist(feats, feats)  # (n, k, k)
-    k = DIVERSITY_SAMPLES
-    return float(d.sum() / (n * k * (k - 1)))
 
 
 def _write_report(

@@ -9,15 +9,20 @@ logits) works the same way.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from stackgan.metrics.base import MetricError
+from stackgan.metrics.fid_inception import load_fid_weights, preprocess
 from stackgan.utils.runtime import preserve_rng
 
 PAPER_SPLITS = 10  # StackGAN paper and the original IS code
+CLASSIFIER_BATCH = 64  # images per call of a user's classifier
 
 
 def inception_score(probs: np.ndarray, splits: int = PAPER_SPLITS) -> tuple[float, float]:
@@ -89,3 +94,34 @@ def train_head(
 def head_probabilities(head: nn.Module, feats: np.ndarray) -> np.ndarray:
     """(N, D) features -> (N, C) softmax probabilities."""
     return F.softmax(head(torch.from_numpy(feats).float()), dim=1).double().numpy()
+
+
+class UserClassifier:
+    """A user's image classifier for the Inception Score: a TorchScript module taking
+    (N, 3, 299, 299) floats in [-1, 1] (bilinear resize, as the IS Inception) to (N, C) logits,
+    or a pytorch-fid ``.pth`` (the TF Inception's own 1008 logits, the original IS network)."""
+
+    def __init__(self, path: str | Path, device: str = "cpu") -> None:
+        self.path, self.device = Path(path), device
+        if not self.path.is_file():
+            raise MetricError(f"IS classifier {self.path} does not exist")
+        self.net: Any
+        if self.path.suffix == ".pth":
+            self.net = load_fid_weights(self.path).to(device).logits  # 299 px, [-1, 1] input
+            return
+        try:
+            self.net = torch.jit.load(str(self.path), map_location=device).eval()
+        except (RuntimeError, ValueError) as exc:
+            raise MetricError(f"cannot load the IS classifier {self.path}: {exc}") from exc
+
+    @torch.no_grad()
+    def probabilities(self, images: np.ndarray, batch: int = CLASSIFIER_BATCH) -> np.ndarray:
+        """(N, H, W, 3) uint8 -> (N, C) softmax probabilities."""
+
+        out = []
+        for s in range(0, len(images), batch):
+            logits = self.net(preprocess(torch.from_numpy(images[s : s + batch]), self.device))
+            if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+                raise MetricError(f"{self.path} must return (N, C) logits")
+            out.append(torch.softmax(logits.double(), dim=1).cpu().numpy())
+        return np.concatenate(out)

@@ -1,85 +1,108 @@
-"""One metric path for training and ``stackgan eval``, after StyleGAN2-ADA's ``metric_main``:
-metrics are functions registered by name (:func:`register_metric`) that take a
-:class:`MetricOptions` and return named scalars; :func:`calc_metric` runs one and
-:func:`report_metric` appends the result as a JSON line to ``run_dir/metric-<name>.jsonl``.
+"""One metric path for training and ``stackgan eval``, after StyleGAN2-ADA's ``metric_main``.
 
-Both draw the same captions (:func:`metric_captions`: on ``shapes`` one per test image that
-names its background, else one per test image at random, seeded) and generate through
-:func:`stackgan.metrics.generation.generate_images`, so a training run's ``fid256`` and
-``stackgan eval --num-samples 256`` measure the same thing. Result names carry the sample count
-(``fid256``, ``consistency256_object``).
+Every metric is a function registered by name (:func:`register_metric`) that takes a
+:class:`~stackgan.metrics.options.MetricOptions` and returns named results; :func:`calc_metric`
+runs one by name, with its sample count (``fid2k``: see :mod:`stackgan.metrics.options`), and
+:func:`report_metric` appends the result as a JSON line to ``<dir>/metric-<name>.jsonl``, the
+same way for a training run and for ``stackgan eval``. Adding a metric is a module with its
+computation and one registered function here.
+
+Results: the first key is the metric's headline (what a training run's model-best follows, in
+the registered direction) and is the metric's base name with the number of images measured
+(``fid983``, ``consistency256``); further keys extend it (``is983_std``) or, for the same
+measure on real images, are ``<base>_real`` (``is_real``). Values are numbers, or nested dicts
+of detail for the report. Every metric draws its images from the same captions and noise
+(:func:`stackgan.metrics.options.generated`), so one generation serves a whole evaluation.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from stackgan.data.shapes import is_shapes_root
-from stackgan.metrics.base import MetricError
-from stackgan.metrics.consistency import score, test_captions
-from stackgan.metrics.features import InceptionFeatures, extract_features
+from stackgan.metrics.base import MetricError, MetricUnavailableError
+from stackgan.metrics.diversity import DIVERSITY_CAPTIONS, diversity
 from stackgan.metrics.fid import fid_from_features
-from stackgan.metrics.generation import GEN_BATCH, generate_images
-from stackgan.metrics.real import dataset_features
-from stackgan.utils.images import to_uint8
+from stackgan.metrics.inception_score import (
+    PAPER_SPLITS,
+    UserClassifier,
+    head_probabilities,
+    inception_score,
+    train_head,
+)
+from stackgan.metrics.options import (
+    MetricOptions,
+    detector,
+    generated,
+    judge,
+    metric_captions,
+    parse_metric_name,
+    real_split,
+    train_split,
+)
+from stackgan.metrics.r_precision import r_precision as r_precision_score
+from stackgan.text.trainable import TrainedTextEncoder
 
-MetricFn = Callable[["MetricOptions"], dict[str, float]]
-_METRICS: dict[str, MetricFn] = {}
-
-
-@dataclass
-class MetricOptions:
-    """What a metric needs: the model, the reference data and how many samples to draw.
-
-    detector: the Inception pool3 network (built on first use and kept, with the real features,
-        in ``cache``, so a training run pays for them once).
-    on_batch: sees every stage of each generated chunk (``stackgan eval``'s report).
-    cache: what does not change with the model: the captions, the real features.
-    generated: the images (and features) of the current model, shared by the metrics of one
-        evaluation; a training run clears it before each measurement.
-    """
-
-    sampler: Any
-    data_root: str
-    split: str = "test"
-    num_samples: int = 0  # 0: one per image of the split; more: further captions of each
-    seed: int = 0
-    progress: bool = False
-    detector: torch.nn.Module | None = None
-    on_batch: Callable[[list[torch.Tensor]], None] | None = None
-    cache: dict[str, Any] = field(default_factory=dict)
-    generated: dict[str, Any] = field(default_factory=dict)
+MetricFn = Callable[[MetricOptions], dict[str, Any]]
 
 
-def register_metric(fn: MetricFn) -> MetricFn:
-    """Register ``fn`` under its name (``fid``, ``consistency``)."""
-    _METRICS[fn.__name__] = fn
-    return fn
+@dataclass(frozen=True)
+class MetricSpec:
+    """A registered metric: its function, which way is better for its headline, and its own
+    default sample count (None: the options' ``num_samples``)."""
+
+    fn: MetricFn
+    higher_is_better: bool
+    default_count: int | None = None
+
+
+_METRICS: dict[str, MetricSpec] = {}
+
+
+def register_metric(
+    higher_is_better: bool, default_count: int | None = None, name: str | None = None
+) -> Callable[[MetricFn], MetricFn]:
+    """Register the decorated function under ``name``, by default its own (``fid``)."""
+
+    def register(fn: MetricFn) -> MetricFn:
+        _METRICS[name or fn.__name__] = MetricSpec(fn, higher_is_better, default_count)
+        return fn
+
+    return register
 
 
 def list_metrics() -> list[str]:
     return sorted(_METRICS)
 
 
-def calc_metric(name: str, opts: MetricOptions) -> dict[str, Any]:
-    """Run the metric ``name``: ``{"metric", "results", "num_samples", "seed", "seconds"}``."""
-    if name not in _METRICS:
+def metric_spec(name: str) -> tuple[str, int | None, MetricSpec]:
+    """``"fid2k"`` -> ("fid", 2000, its spec); unknown metrics raise :class:`MetricError`."""
+    base, count = parse_metric_name(name)
+    if base not in _METRICS:
         raise MetricError(f"unknown metric {name!r}; known: {', '.join(list_metrics())}")
+    return base, count, _METRICS[base]
+
+
+def calc_metric(name: str, opts: MetricOptions) -> dict[str, Any]:
+    """Run the metric ``name`` (with its count, e.g. ``fid2k``) ->
+    ``{"metric", "results", "num_samples", "seed", "seconds"}``."""
+    _, count, spec = metric_spec(name)
+    num = count if count is not None else spec.default_count
+    # the caches are shared: a count of its own draws its own captions and images
+    sub = opts if num is None else dataclasses.replace(opts, num_samples=num)
     t0 = time.time()
-    results = _METRICS[name](opts)
+    results = spec.fn(sub)
     return {
         "metric": name,
         "results": results,
-        "num_samples": len(metric_captions(opts)[0]),
+        "num_samples": len(metric_captions(sub)[0]),
         "seed": opts.seed,
         "seconds": round(time.time() - t0, 2),
     }
@@ -92,99 +115,141 @@ def report_metric(result: dict[str, Any], run_dir: str | Path, **extra: Any) -> 
         f.write(json.dumps({**extra, **result}) + "\n")
 
 
-def metric_captions(opts: MetricOptions) -> tuple[list[str], list[Any] | None]:
-    """The captions every metric generates from (drawn once per options, then cached), and on
-    ``shapes`` the (caption, attributes, compositional) items behind them. For an unconditional
-    model, one empty string per image to generate."""
-    if "captions" not in opts.cache:
-        root = Path(opts.data_root)
-        items: list[Any] | None = None
-        if not opts.sampler.conditional:
-            # an unconditional model takes no text: one image per slot ("" marks it), as many
-            # as the split has images unless num_samples says otherwise
-            caps = [""] * (opts.num_samples or len(_split(opts)))
-        elif is_shapes_root(root):
-            items = test_captions(root, opts.split, opts.num_samples, opts.seed)
-            caps = [c for c, _, _ in items]
-        else:
-            rng = random.Random(opts.seed)
-            per_image = _split(opts).image_captions()
-            caps = [rng.choice(c) for c in per_image]
-            # more samples than images (the papers' FID on CUB uses 30,000): further passes,
-            # another random caption of each image per pass
-            while opts.num_samples > len(caps):
-                caps += [rng.choice(c) for c in per_image]
-            caps = caps[: opts.num_samples or None]
-        if len(caps) < 2:
-            raise MetricError(f"need at least 2 {opts.split} captions under {opts.data_root}")
-        opts.cache["captions"] = (caps, items)
-    out: tuple[list[str], list[Any] | None] = opts.cache["captions"]
-    return out
+def headline(result: dict[str, Any]) -> float:
+    """The score a run keeps its best model by, higher is better: the first result, negated
+    for metrics where lower is better."""
+    _, _, spec = metric_spec(result["metric"])
+    value = float(next(iter(result["results"].values())))
+    return value if spec.higher_is_better else -value
 
 
-def _split(opts: MetricOptions) -> Any:
-    """The real images of the split and their features under the detector (cached)."""
-    if "real" not in opts.cache:
-        if opts.detector is None:
-            opts.detector = InceptionFeatures(device=opts.sampler.device)
-        opts.cache["real"] = dataset_features(
-            opts.data_root, opts.split, opts.sampler.resolution, opts.detector, progress=False
-        )
-    return opts.cache["real"][1]
+# ----------------------------------------------------------------------------------------------
+# The metrics
 
 
-def _generated(opts: MetricOptions, need_features: bool) -> dict[str, Any]:
-    """One image per caption of :func:`metric_captions` (uint8, final stage) and, when a metric
-    needs them or a detector is set, their pool3 features; kept in ``opts.generated`` so that
-    the metrics of one evaluation share one generation (clear it when the model changes)."""
-    gen = opts.generated
-    if "images" in gen and (not need_features or "features" in gen):
-        return gen
-    gen.clear()
-    captions, _ = metric_captions(opts)
-    finals: list[np.ndarray] = []
-
-    def batches() -> Any:
-        for images in generate_images(
-            opts.sampler, captions, opts.seed, GEN_BATCH, opts.on_batch, opts.progress
-        ):
-            finals.extend(to_uint8(images))
-            yield images
-
-    if need_features or opts.detector is not None:
-        _split(opts)
-        assert opts.detector is not None
-        gen["features"] = extract_features(opts.detector, batches(), len(captions), opts.progress)
-    else:
-        for _ in batches():
-            pass
-    gen["images"] = finals
-    return gen
-
-
-@register_metric
-def fid(opts: MetricOptions) -> dict[str, float]:
+@register_metric(higher_is_better=False)
+def fid(opts: MetricOptions) -> dict[str, Any]:
     """FID of one image per caption against the split's real images at the model's resolution
     (Inception pool3, real features cached)."""
-    gen = _generated(opts, need_features=True)
-    n = len(metric_captions(opts)[0])
-    return {f"fid{n}": fid_from_features(opts.cache["real"][0], gen["features"])}
+    gen = generated(opts, need_features=True)
+    n = len(gen["features"])
+    return {f"fid{n}": fid_from_features(real_split(opts)[0], gen["features"])}
 
 
-@register_metric
-def consistency(opts: MetricOptions) -> dict[str, float]:
-    """On ``shapes``: how often the generated object has the caption's colour and the image
-    the caption's background (palette judge), overall and by object size."""
-    captions, items = metric_captions(opts)
-    if items is None:
-        raise MetricError(f"{opts.data_root} is not a shapes dataset: no consistency judge")
-    images = _generated(opts, need_features=False)["images"]
-    res = score(images, [a for _, a, _ in items], [c for _, _, c in items])
-    n = len(captions)
-    out = {
-        f"consistency{n}_object": float(res["object_color_acc"]),
-        f"consistency{n}_background": float(res["background_acc"]),
+@register_metric(higher_is_better=True, name="is")  # (`is` is a Python keyword)
+def inception(opts: MetricOptions) -> dict[str, Any]:
+    """Inception Score (10 splits) under the user's classifier, or under the dataset's pool3
+    head trained on the real training images, with the real test images' IS beside it."""
+    gen = generated(opts, need_features=True)
+    fake, real = gen["features"], real_split(opts)[0]
+    n = len(fake)
+    order = np.random.default_rng(opts.seed).permutation(n)  # IS splits mix captions
+    splits = min(PAPER_SPLITS, n, len(real))  # 10 as the paper, fewer for tiny runs
+    if opts.is_classifier:
+        probs = UserClassifier(opts.is_classifier, str(opts.sampler.device)).probabilities(
+            np.stack(gen["images"])[order]
+        )
+        mean, std = inception_score(probs, splits)
+        return {
+            f"is{n}": mean,
+            f"is{n}_std": std,
+            "is_classifier": str(opts.is_classifier),
+            "is_num_classes": int(probs.shape[1]),
+            "is_splits": splits,
+        }
+    train, train_ds = train_split(opts)
+    labels = train_ds.class_ids.numpy() if train_ds.has_classes else np.zeros(0)
+    if len(np.unique(labels)) < 2:
+        raise MetricUnavailableError("is: the training images have no classes for the IS head")
+    head = train_head(train, labels, seed=opts.seed)
+    mean, std = inception_score(head_probabilities(head, fake[order]), splits)
+    return {
+        f"is{n}": mean,
+        f"is{n}_std": std,
+        "is_real": inception_score(head_probabilities(head, real), splits)[0],
+        "is_num_classes": len(np.unique(labels)),
+        "is_splits": splits,
     }
-    for size, acc in res["object_color_acc_by_size"].items():
-        out[f"consistency{n}_object_{size}"] = float(acc)
-    return out
+
+
+@register_metric(higher_is_better=True)
+def r_precision(opts: MetricOptions) -> dict[str, Any]:
+    """AttnGAN's R-precision of the generated images (each against its caption and 99 others)
+    under a trained text-image model, with the real test images and their first captions
+    under the same model beside it."""
+    if not opts.sampler.conditional:
+        raise MetricUnavailableError("r_precision: the model takes no text")
+    own = opts.sampler.encoder
+    enc = TrainedTextEncoder(opts.matcher) if opts.matcher else own
+    if not isinstance(enc, TrainedTextEncoder):
+        raise MetricUnavailableError("r_precision: no text-image model (give a matcher)")
+    captions, _ = metric_captions(opts)
+    fake = generated(opts, need_features=True)["features"]
+    real, test_ds = real_split(opts)
+    n = len(fake)
+    where = str(enc.path) if enc.path is not None else "the model's own (embedded) encoder"
+    mean, std = r_precision_score(
+        enc.encode_images(fake).double().numpy(),
+        enc.encode(captions).double().numpy(),
+        seed=opts.seed,
+    )
+    firsts = [caps[0] for caps in test_ds.image_captions()]
+    real_mean, _ = r_precision_score(
+        enc.encode_images(real).double().numpy(),
+        enc.encode(firsts).double().numpy(),
+        seed=opts.seed,
+    )
+    return {
+        f"r_precision{n}": mean,
+        f"r_precision{n}_std": std,
+        "r_precision_real": real_mean,
+        "r_precision_model": where,
+    }
+
+
+@register_metric(higher_is_better=True, default_count=DIVERSITY_CAPTIONS, name="diversity")
+def sample_diversity(opts: MetricOptions) -> dict[str, Any]:
+    """Mean pairwise pool3 distance between 4 samples of each caption, with Conditioning
+    Augmentation on and off (``_ca_off``: the paper's ablation)."""
+    if not opts.sampler.conditional:
+        raise MetricUnavailableError("diversity: the model takes no text (no samples per caption)")
+    captions, _ = metric_captions(opts)
+    emb = opts.sampler.encode_text(captions)
+    n, net = len(captions), detector(opts)
+    return {
+        f"diversity{n}": diversity(opts.sampler, emb, net, opts.seed),
+        f"diversity{n}_ca_off": diversity(opts.sampler, emb, net, opts.seed, ca_noise=False),
+    }
+
+
+@register_metric(higher_is_better=True)
+def consistency(opts: MetricOptions) -> dict[str, Any]:
+    """Text-image consistency under the dataset's judge (on ``shapes``: object colour and
+    background by palette statistics, overall, by object size and on held-out pairs); the
+    headline is the judge's (on ``shapes`` the mean of object colour and background)."""
+    dataset_judge = judge(opts)
+    captions, items = metric_captions(opts)
+    if dataset_judge is None or items is None:
+        raise MetricUnavailableError(f"consistency: {opts.data_root} has no judge for text")
+    images = generated(opts, need_features=False)["images"]
+    overall, parts = dataset_judge.summary(dataset_judge.score(images, items))
+    n = len(captions)
+    return {f"consistency{n}": overall, **{f"consistency{n}_{k}": v for k, v in parts.items()}}
+
+
+@register_metric(higher_is_better=True)
+def attributes(opts: MetricOptions) -> dict[str, Any]:
+    """Per-attribute consistency under the dataset's learned judge (on ``shapes``: colour,
+    background, shape, size, position, pattern by a classifier trained on the real renders),
+    with the classifier's accuracy on the real test images for scale."""
+    dataset_judge = judge(opts)
+    captions, items = metric_captions(opts)
+    if dataset_judge is None or items is None:
+        raise MetricUnavailableError(f"attributes: {opts.data_root} has no judge for text")
+    images = generated(opts, need_features=False)["images"]
+    detail = dataset_judge.attributes(images, items, opts.data_root, opts.progress)
+    n = len(captions)
+    return {
+        f"attributes{n}": float(np.mean(list(detail["generated"].values()))),
+        f"attributes{n}_detail": detail,
+    }

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from stackgan.data.shapes import is_shapes_root
+from stackgan.metrics.judges import judge_for
 from stackgan.metrics.r_precision import fold_stats, r_precision_hits, retrieval_topk
 from stackgan.metrics.real import dataset_features
 from stackgan.text.base import is_encoder_file
@@ -65,14 +65,14 @@ def fit_projection(
 def mask_labels(ds: Any, class_mask: bool | None = None) -> torch.Tensor | None:
     """The class id per image for same-class masking in the matching loss, or None (no mask).
 
-    ``class_mask`` None is automatic: on when the data has classes, except for ``shapes``. A
-    CUB species or Oxford flower class is what its captions mostly describe, so two captions
-    of one class fit each other's image and make false negatives; a ``shapes`` class (shape
-    and colour) leaves background, size, position and pattern to tell its images apart, and
-    masking it drops the very negatives that teach those."""
+    ``class_mask`` None is automatic: on when the data has classes, unless the dataset's judge
+    says otherwise (``shapes``: see ``ShapesJudge.class_mask``). A CUB species or Oxford flower
+    class is what its captions mostly describe, so two captions of one class fit each other's
+    image and make false negatives."""
 
     if class_mask is None:
-        class_mask = not is_shapes_root(ds.root)
+        judge = judge_for(ds.root)
+        class_mask = judge is None or judge.class_mask
     return ds.class_ids if class_mask and ds.has_classes else None
 
 

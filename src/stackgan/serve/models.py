@@ -7,7 +7,6 @@ written by ``stackgan export`` or ``train``), served under its file stem.
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +20,8 @@ from stackgan.serve.batching import GenRequest, generate_batch
 logger = logging.getLogger(__name__)
 
 # Captions in each dataset's own words, for the web page's examples: a bundled model's own
-# examples (stackgan.pretrained), and for flowers two in its captions' style. `shapes` adds
-# captions drawn by its own caption generator (stackgan.data.shapes), in its vocabulary.
+# examples (stackgan.pretrained), and for flowers two in its captions' style. A dataset with a
+# judge (`shapes`) adds captions drawn by its own caption generator, in its vocabulary.
 EXAMPLES: dict[str, list[str]] = {
     "shapes": list(PRETRAINED["shapes"].examples),
     "birds": list(PRETRAINED["birds"].examples[:6]),
@@ -76,16 +75,15 @@ class ModelEntry:
 
 
 def example_captions(dataset: str, num: int = 6) -> list[str]:
-    """Example captions for a model trained on ``dataset`` (may be empty)."""
+    """Example captions for a model trained on ``dataset`` (may be empty): its own, then, where
+    the dataset has a judge (:mod:`stackgan.metrics.judges`), sentences in its own words."""
     out = list(EXAMPLES.get(dataset, []))
-    if dataset == "shapes":
-        from stackgan.data import shapes
+    if len(out) < num:
+        from stackgan.metrics.judges import judge_named
 
-        rng = random.Random(3)  # fixed: the page shows the same examples every time
-        while len(out) < num:
-            text = shapes.caption(shapes.sample_attributes(rng), rng)
-            if len(text) <= 80 and text not in out:  # short ones fit the page's buttons
-                out.append(text)
+        judge = judge_named(dataset)
+        if judge is not None:
+            out += judge.example_captions(num - len(out), out)
     return out[:num]
 
 

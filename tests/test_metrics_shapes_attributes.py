@@ -1,4 +1,4 @@
-"""metrics/attributes.py: the learned attribute judge."""
+"""metrics/shapes_attributes.py: the learned attribute judge of `shapes`."""
 
 import numpy as np
 import pytest
@@ -11,7 +11,7 @@ def test_attribute_classifier_learns_real_renders_and_is_cached(tiny_shapes):
     import random
 
     from stackgan.data import shapes
-    from stackgan.metrics import attributes as A
+    from stackgan.metrics import shapes_attributes as A
 
     rng = random.Random(0)
     attrs = [shapes.sample_attributes(rng) for _ in range(96)]
