@@ -55,11 +55,13 @@ MetricFn = Callable[[MetricOptions], dict[str, Any]]
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """A registered metric: its function, which way is better for its headline, and its own
-    default sample count (None: the options' ``num_samples``)."""
+    """A registered metric: its function, which way is better for its headline, whether it
+    reads Inception features of the images (a training run then builds the network up front),
+    and its own default sample count (None: the options' ``num_samples``)."""
 
     fn: MetricFn
     higher_is_better: bool
+    features: bool = True
     default_count: int | None = None
 
 
@@ -67,12 +69,15 @@ _METRICS: dict[str, MetricSpec] = {}
 
 
 def register_metric(
-    higher_is_better: bool, default_count: int | None = None, name: str | None = None
+    higher_is_better: bool,
+    features: bool = True,
+    default_count: int | None = None,
+    name: str | None = None,
 ) -> Callable[[MetricFn], MetricFn]:
     """Register the decorated function under ``name``, by default its own (``fid``)."""
 
     def register(fn: MetricFn) -> MetricFn:
-        _METRICS[name or fn.__name__] = MetricSpec(fn, higher_is_better, default_count)
+        _METRICS[name or fn.__name__] = MetricSpec(fn, higher_is_better, features, default_count)
         return fn
 
     return register
@@ -222,7 +227,7 @@ def sample_diversity(opts: MetricOptions) -> dict[str, Any]:
     }
 
 
-@register_metric(higher_is_better=True)
+@register_metric(higher_is_better=True, features=False)
 def consistency(opts: MetricOptions) -> dict[str, Any]:
     """Text-image consistency under the dataset's judge (on ``shapes``: object colour and
     background by palette statistics, overall, by object size and on held-out pairs); the
@@ -237,7 +242,7 @@ def consistency(opts: MetricOptions) -> dict[str, Any]:
     return {f"consistency{n}": overall, **{f"consistency{n}_{k}": v for k, v in parts.items()}}
 
 
-@register_metric(higher_is_better=True)
+@register_metric(higher_is_better=True, features=False)
 def attributes(opts: MetricOptions) -> dict[str, Any]:
     """Per-attribute consistency under the dataset's learned judge (on ``shapes``: colour,
     background, shape, size, position, pattern by a classifier trained on the real renders),

@@ -30,8 +30,6 @@ from stackgan.text.encoders import build_encoder
 
 logger = logging.getLogger(__name__)
 
-FEATURE_METRICS = ("fid", "kid", "is", "r_precision", "diversity")  # need the Inception network
-
 
 def metric_names(cfg: ExperimentConfig) -> list[str]:
     """The metrics a run measures at its metric ticks, the one model-best follows first."""
@@ -79,7 +77,7 @@ class MetricMonitor:
                     embeddings_file=self.cfg.text.embeddings_file,
                 )
             sampler = Text2ImageSampler(g_ema, self.cfg, self._encoder, self.device)
-            features = any(base in FEATURE_METRICS for base, _, _ in self.specs)
+            features = any(spec.features for _, _, spec in self.specs)
             self._opts = MetricOptions(
                 sampler,
                 self.cfg.data.root,
