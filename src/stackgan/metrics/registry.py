@@ -37,6 +37,7 @@ from stackgan.metrics.inception_score import (
     inception_score,
     train_head,
 )
+from stackgan.metrics.kid import kernel_inception_distance
 from stackgan.metrics.options import (
     MetricOptions,
     detector,
@@ -139,6 +140,16 @@ def fid(opts: MetricOptions) -> dict[str, Any]:
     gen = generated(opts, need_features=True)
     n = len(gen["features"])
     return {f"fid{n}": fid_from_features(real_split(opts)[0], gen["features"])}
+
+
+@register_metric(higher_is_better=False)
+def kid(opts: MetricOptions) -> dict[str, Any]:
+    """Kernel Inception Distance of one image per caption against the split's real images
+    (the FID features; mean and spread over 100 subsets)."""
+    gen = generated(opts, need_features=True)
+    n = len(gen["features"])
+    mean, std = kernel_inception_distance(real_split(opts)[0], gen["features"], seed=opts.seed)
+    return {f"kid{n}": mean, f"kid{n}_std": std}
 
 
 @register_metric(higher_is_better=True, name="is")  # (`is` is a Python keyword)
