@@ -14,15 +14,16 @@ eval's, and scores the same generated pool3 features under the model's own encod
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
 
-from stackgan.metrics.evaluate import _own_matcher, _r_precision
+from stackgan.metrics.base import MetricUnavailableError
 from stackgan.metrics.features import feature_network
-from stackgan.metrics.registry import MetricOptions, calc_metric, metric_captions
+from stackgan.metrics.options import MetricOptions, metric_captions
+from stackgan.metrics.registry import calc_metric
 from stackgan.sampling import Text2ImageSampler
-from stackgan.text.trainable import TrainedTextEncoder
 
 
 def main() -> None:
@@ -53,15 +54,15 @@ def main() -> None:
         "num_samples": len(captions),
         **calc_metric("fid", opts)["results"],
     }
-    real, test_ds = opts.cache["real"]
-    fake = opts.generated["features"]
-    own = _own_matcher(sampler)
-    matchers = ([("own", own)] if own is not None else []) + [
-        (m, TrainedTextEncoder(m)) for m in args.matcher
-    ]
-    for name, enc in matchers:
-        r = _r_precision(enc, captions, fake, real, test_ds, args.seed)
-        res[f"r_precision[{name}]"] = [r["r_precision"], r["r_precision_std"]]
+    n = len(captions)
+    # "" : the model's own encoder (skipped unless it is a trained text-image model); the
+    # registry's r_precision reuses the generation above (the caches are shared)
+    for name, matcher in [("own", ""), *((m, m) for m in args.matcher)]:
+        try:
+            r = calc_metric("r_precision", dataclasses.replace(opts, matcher=matcher))["results"]
+        except MetricUnavailableError:
+            continue
+        res[f"r_precision[{name}]"] = [r[f"r_precision{n}"], r[f"r_precision{n}_std"]]
         res[f"r_precision_real[{name}]"] = r["r_precision_real"]
     res["seconds"] = round(time.time() - t0, 1)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
