@@ -210,13 +210,14 @@ def test_eval_of_an_unconditional_model_measures_fid_is_and_nearest_images(tiny_
     assert res["num_samples"] == res["num_real"]
 
 
-def test_eval_runs_the_metrics_it_is_given(tiny_shapes, tmp_path):
+def test_eval_runs_the_metrics_it_is_given(tiny_shapes, tmp_path, monkeypatch):
     """--metrics: the registry's names with their counts; one that does not apply, asked for
     by name, is an error rather than a silent gap."""
     from click.testing import CliRunner
 
     from stackgan.checkpoint import export_generator
     from stackgan.cli import main
+    from stackgan.metrics import evaluate as E
     from stackgan.metrics.base import MetricUnavailableError
     from stackgan.metrics.evaluate import EvalOptions, evaluate
     from stackgan.models.registry import build_generator
@@ -235,9 +236,12 @@ def test_eval_runs_the_metrics_it_is_given(tiny_shapes, tmp_path):
     only_r = EvalOptions(str(tiny_shapes), str(out), str(model), metrics=("r_precision",))
     with pytest.raises(MetricUnavailableError, match="text-image model"):
         evaluate(only_r, extractor=MeanColour(), progress=False)
-    args = ["eval", "--data", str(tiny_shapes), "--out", str(out), "--metrics", "fid,nope"]
-    r = CliRunner().invoke(main, args)
+    monkeypatch.setattr(E, "feature_network", lambda weights, device: MeanColour())
+    args = ["eval", "--data", str(tiny_shapes), "--out", str(out), "--model", str(model)]
+    r = CliRunner().invoke(main, [*args, "--metrics", "fid,nope"])
     assert r.exit_code == 2 and "unknown metric 'nope'" in r.output
+    r = CliRunner().invoke(main, [*args, "--metrics", "r_precision"])
+    assert r.exit_code == 1 and "MetricUnavailableError: r_precision: no text-image" in r.output
 
 
 def json_lines(path):

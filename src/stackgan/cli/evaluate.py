@@ -148,7 +148,10 @@ def eval_cmd(
         fid_weights=fid_weights,
         metrics=names,
     )
-    res = evaluate(opts)
+    try:
+        res = evaluate(opts)
+    except MetricError as exc:  # a metric that cannot run here: one line, not a traceback
+        raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
     click.echo(json.dumps(res, indent=2))
     click.echo(f"wrote {Path(out_dir) / 'metrics.json'} and {Path(out_dir) / 'report.html'}")
     if screenshot:
