@@ -4,7 +4,9 @@
 and an independent matcher never used in training). This script draws the same captions, seed
 and images as ``stackgan eval --num-samples N`` (the metric registry's FID path), so its FID is
 eval's, and scores the same generated pool3 features under the model's own encoder and each
-``--matcher``. It skips IS, diversity and the figures, which cost as much again on a CPU.
+``--matcher``, and gives the second distance (``fd_effnet``: the Fréchet distance under
+EfficientNet-Lite0 instead of Inception) beside FID. It skips IS, diversity and the figures,
+which cost as much again on a CPU.
 
     python scripts/fid_rprec.py --model runs/s2-sr/model.safetensors \
         --data ../shared/data/birds-cub50 --num-samples 2000 \
@@ -53,6 +55,7 @@ def main() -> None:
         "resolution": sampler.resolution,
         "num_samples": len(captions),
         **calc_metric("fid", opts)["results"],
+        **calc_metric("fd_effnet", opts)["results"],  # the second distance
     }
     n = len(captions)
     # "" : the model's own encoder (skipped unless it is a trained text-image model); the

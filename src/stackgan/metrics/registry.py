@@ -29,6 +29,7 @@ import numpy as np
 
 from stackgan.metrics.base import MetricError, MetricUnavailableError
 from stackgan.metrics.diversity import DIVERSITY_CAPTIONS, diversity
+from stackgan.metrics.fd_effnet import effnet_distance
 from stackgan.metrics.fid import fid_from_features
 from stackgan.metrics.inception_score import (
     PAPER_SPLITS,
@@ -150,6 +151,18 @@ def kid(opts: MetricOptions) -> dict[str, Any]:
     n = len(gen["features"])
     mean, std = kernel_inception_distance(real_split(opts)[0], gen["features"], seed=opts.seed)
     return {f"kid{n}": mean, f"kid{n}_std": std}
+
+
+@register_metric(higher_is_better=False, features=False)
+def fd_effnet(opts: MetricOptions) -> dict[str, Any]:
+    """A second distance: the Fréchet distance of one image per caption against the split's
+    real images under EfficientNet-Lite0 features instead of Inception's (needs the
+    ``projected`` extra's weights)."""
+    images = generated(opts, need_features=False)["images"]
+    dist, _ = effnet_distance(
+        opts.data_root, opts.split, opts.sampler.resolution, images, opts.progress
+    )
+    return {f"fd_effnet{len(images)}": dist}
 
 
 @register_metric(higher_is_better=True, name="is")  # (`is` is a Python keyword)
