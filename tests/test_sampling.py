@@ -81,16 +81,19 @@ def test_sampler_call_takes_generators_latents_noise_and_output_types():
     assert arr.images.shape == (2, 256, 256, 3) and arr.images.dtype == np.uint8
     assert pt.images.shape == (2, 3, 256, 256) and pt.stage_images[0].shape[-1] == 64
     assert np.array_equal(np.asarray(pil.images[1]), arr.images[1])
-    # a torch.Generator seeded like `seed` draws the same noise
-    gen = sampler(caps, generator=torch.Generator().manual_seed(5), output_type="np")
-    assert np.array_equal(gen.images, arr.images)
-    # the same z and CA noise given explicitly: the same images, from any seed
-    g = torch.Generator().manual_seed(5)
-    z, eps = (
-        torch.randn(2, sampler.z_dim, generator=g),
-        torch.randn(2, sampler.cond_dim, generator=g),
+    # for one caption, a torch.Generator seeded like `seed` draws the same noise
+    gen = sampler(caps[:1], generator=torch.Generator().manual_seed(5), output_type="np")
+    assert np.array_equal(gen.images, sampler(caps[:1], seed=5, output_type="np").images)
+    # the same z and CA noise given explicitly: the same images, from any seed (the rule:
+    # caption i from its own generator seeded seed + i, z then the CA noise)
+    z, eps = [], []
+    for i in range(2):
+        g = torch.Generator().manual_seed(5 + i)
+        z.append(torch.randn(sampler.z_dim, generator=g))
+        eps.append(torch.randn(sampler.cond_dim, generator=g))
+    given = sampler(
+        caps, seed=99, latents=torch.stack(z), ca_noise=torch.stack(eps), output_type="np"
     )
-    given = sampler(caps, seed=99, latents=z, ca_noise=eps, output_type="np")
     assert np.array_equal(given.images, arr.images)
     # precomputed embeddings instead of captions; the CA mean alone
     emb = sampler.encode_text(caps)

@@ -6,6 +6,7 @@ it loads the model bundled with the package, trained on the embedded ``shapes`` 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,13 +28,72 @@ from stackgan.utils.runtime import resolve_device
 
 BUNDLED_MODEL = PRETRAINED[DEFAULT_MODEL].file
 SAMPLE_CHUNK = 32  # images per generator call: bounds memory for long caption lists
-# Noise for up to NOISE_BLOCK samples is drawn up front (z first, then the CA noise), so a run
-# of that size gives the same images in any chunking; longer runs draw it per block of this
-# many samples (~60 MB of noise at most), the same rule within each block.
-NOISE_BLOCK = 65_536
 MAX_SAMPLES = 10_000_000  # images in one call (a larger --num is a typo, not a request)
 OutputType = Literal["pil", "np", "pt"]
 OUTPUT_TYPES = ("pil", "np", "pt")
+
+
+def caption_seed(seed: int, index: int) -> int:
+    """The seed of caption ``index`` (0-based) in a call seeded ``seed``: ``seed + index``.
+
+    So caption i of ``sampler(captions, seed=s)`` gets exactly the noise of
+    ``sampler([captions[i]], seed=s + i)`` and of ``stackgan sample CAPTION --seed s+i``, and
+    ``seed + offset`` for a chunk starting at caption ``offset`` continues the same rule.
+    """
+    return seed + index
+
+
+def noise_stream(
+    z_dim: int,
+    cond_dim: int,
+    num_captions: int,
+    num_images: int = 1,
+    seed: int = 0,
+    *,
+    generator: torch.Generator | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The noise rule of every image stackgan makes (``sample``, the Python API, ``serve``,
+    ``eval`` and the training-time metrics; docs/sampling.md).
+
+    Caption i draws from its own CPU generator, ``torch.Generator().manual_seed(seed + i)``
+    (:func:`caption_seed`); its images k = 0, 1, ... draw in turn z_k = randn(z_dim), then the
+    Conditioning Augmentation noise eps_k = randn(cond_dim). Image k of caption i thus depends
+    on (seed, i, k) alone: not on the batch size, the chunking, ``num_images`` or the other
+    captions. An unconditional model is one caption (i = 0) with ``num_images`` images. A given
+    ``generator`` replaces the per-caption ones: every image draws from it in turn (for one
+    caption, ``generator=torch.Generator().manual_seed(s)`` is the same as ``seed=s``).
+
+    Yields:
+        (z_k (z_dim,), eps_k (cond_dim,)) per image, caption-major.
+    """
+    for i in range(num_captions):
+        gen = generator
+        if gen is None:
+            gen = torch.Generator().manual_seed(caption_seed(seed, i))
+        for _ in range(num_images):
+            yield torch.randn(z_dim, generator=gen), torch.randn(cond_dim, generator=gen)
+
+
+def draw_noise(
+    z_dim: int,
+    cond_dim: int,
+    num_captions: int,
+    seed: int = 0,
+    num_images: int = 1,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """All of :func:`noise_stream`'s rows at once: z (n, z_dim) and the CA noise
+    (n, cond_dim), n = ``num_captions * num_images``, caption-major."""
+    rows = noise_stream(z_dim, cond_dim, num_captions, num_images, seed, generator=generator)
+    return _take(rows, num_captions * num_images)
+
+
+def _take(
+    rows: Iterator[tuple[torch.Tensor, torch.Tensor]], n: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The next ``n`` rows of :func:`noise_stream`, stacked: (n, z_dim), (n, cond_dim)."""
+    zs, eps = zip(*itertools.islice(rows, n))
+    return torch.stack(zs), torch.stack(eps)
 
 
 def default_model_path() -> Path:
@@ -154,64 +214,69 @@ class Text2ImageSampler:
         return self.cfg.text.dim
 
     def noise(
-        self, n: int, seed: int | None = 0, generator: torch.Generator | None = None
+        self,
+        num_captions: int,
+        seed: int | None = 0,
+        num_images: int = 1,
+        generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The z (n, z_dim) and CA noise (n, cond_dim) that ``__call__`` draws for ``n`` samples
-        from ``generator``, or else from ``seed``: z first, all up front (a few KB per sample),
-        so sample i is the same in any chunking (past ``NOISE_BLOCK`` samples, ``stream`` draws
-        it one block at a time). Passing a request's own (z, eps) as
+        """The z (n, z_dim) and CA noise (n, cond_dim) that ``__call__`` draws for
+        ``num_captions`` captions of ``num_images`` images each (n = their product; an
+        unconditional model: one caption), by the rule of :func:`noise_stream`: caption i from
+        ``seed + i``, or all from ``generator``. Passing a request's own (z, eps) as
         ``latents``/``ca_noise`` reproduces it inside a larger batch (micro-batching)."""
-        gen = generator if generator is not None else torch.Generator().manual_seed(seed or 0)
-        z = torch.randn(n, self.z_dim, generator=gen)
-        eps = torch.randn(n, self.cond_dim, generator=gen)
-        return z, eps
+        return draw_noise(self.z_dim, self.cond_dim, num_captions, seed or 0, num_images, generator)
 
     def _noise(
         self,
-        n: int,
+        num_captions: int,
+        num_images: int,
         seed: int | None,
         generator: torch.Generator | None,
         latents: torch.Tensor | None,
         ca_noise: torch.Tensor | bool,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`noise`, with ``latents`` / a ``ca_noise`` tensor replacing what was drawn."""
-        z, eps = self.noise(n, seed, generator)
-        if latents is not None:
-            if tuple(latents.shape) != (n, self.z_dim):
-                raise ValueError(f"latents must be ({n}, {self.z_dim}), got {tuple(latents.shape)}")
-            z = latents.detach().float().cpu()
-        if isinstance(ca_noise, torch.Tensor):
-            if tuple(ca_noise.shape) != (n, self.cond_dim):
-                raise ValueError(
-                    f"ca_noise must be ({n}, {self.cond_dim}), got {tuple(ca_noise.shape)}"
-                )
-            eps = ca_noise.detach().float().cpu()
-        elif not ca_noise:
-            eps.zero_()
-        return z, eps
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """:func:`noise_stream`'s rows, with ``latents`` / a ``ca_noise`` tensor replacing what
+        was drawn and ``ca_noise=False`` zeroing the CA noise."""
+        n = num_captions * num_images
+        if latents is not None and tuple(latents.shape) != (n, self.z_dim):
+            raise ValueError(f"latents must be ({n}, {self.z_dim}), got {tuple(latents.shape)}")
+        if isinstance(ca_noise, torch.Tensor) and tuple(ca_noise.shape) != (n, self.cond_dim):
+            raise ValueError(
+                f"ca_noise must be ({n}, {self.cond_dim}), got {tuple(ca_noise.shape)}"
+            )
+        rows = noise_stream(
+            self.z_dim, self.cond_dim, num_captions, num_images, seed or 0, generator=generator
+        )
+        for j, (z, eps) in enumerate(rows):
+            if latents is not None:
+                z = latents[j].detach().float().cpu()
+            if isinstance(ca_noise, torch.Tensor):
+                eps = ca_noise[j].detach().float().cpu()
+            elif not ca_noise:
+                eps = torch.zeros_like(eps)
+            yield z, eps
 
     @torch.no_grad()
     def _chunks(
         self,
         text_emb: torch.Tensor | None,
         num_images: int,
-        z: torch.Tensor,
-        eps: torch.Tensor,
+        noise: Iterator[tuple[torch.Tensor, torch.Tensor]],
+        n: int,
         batch_size: int,
-        start: int = 0,
     ) -> Iterator[list[torch.Tensor]]:
-        """Per chunk of ``batch_size`` samples, each stage's (B, 3, S, S) images in [-1, 1];
-        ``z`` and ``eps`` are the noise of samples ``start``, ``start + 1``, ..."""
-        n = len(z)
+        """Per chunk of ``batch_size`` of the ``n`` samples, each stage's (B, 3, S, S) images in
+        [-1, 1]; ``noise`` gives each sample's (z, eps) in turn (drawn chunk by chunk, so
+        memory stays bounded however many samples are asked for)."""
         for s in range(0, n, batch_size):
+            z, eps = _take(noise, min(batch_size, n - s))
             emb = None
             if text_emb is not None:  # rows s..e of the caption list repeated num_images times
-                rows = torch.arange(start + s, start + min(s + batch_size, n)) // num_images
+                rows = torch.arange(s, s + len(z)) // num_images
                 emb = text_emb[rows.to(text_emb.device)].to(self.device)
             out = self.generator(
-                z[s : s + batch_size].to(self.device),
-                emb,
-                eps[s : s + batch_size].to(self.device) if emb is not None else None,
+                z.to(self.device), emb, eps.to(self.device) if emb is not None else None
             )
             yield [im.float().cpu() for im in out.images]
 
@@ -260,21 +325,13 @@ class Text2ImageSampler:
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
         emb = self._embeddings(captions, num_images, text_emb)
-        n = len(emb) * num_images if emb is not None else num_images
+        num_captions = len(emb) if emb is not None else 1  # unconditional: one "caption"
+        n = num_captions * num_images
         if n > MAX_SAMPLES:
             raise ValueError(f"{n} images asked for; at most {MAX_SAMPLES} in one call")
-        if n <= NOISE_BLOCK or latents is not None or isinstance(ca_noise, torch.Tensor):
-            z, eps = self._noise(n, seed, generator, latents, ca_noise)
-            for stages in self._chunks(emb, num_images, z, eps, batch_size):
-                yield _convert(stages, output_type)
-            return
-        # past NOISE_BLOCK samples the noise is drawn a block at a time (z, then CA noise, per
-        # block, from one generator), so memory stays bounded however many are asked for
-        gen = generator if generator is not None else torch.Generator().manual_seed(seed or 0)
-        for start in range(0, n, NOISE_BLOCK):
-            z, eps = self._noise(min(NOISE_BLOCK, n - start), None, gen, None, ca_noise)
-            for stages in self._chunks(emb, num_images, z, eps, batch_size, start):
-                yield _convert(stages, output_type)
+        noise = self._noise(num_captions, num_images, seed, generator, latents, ca_noise)
+        for stages in self._chunks(emb, num_images, noise, n, batch_size):
+            yield _convert(stages, output_type)
 
     def __call__(
         self,
@@ -294,10 +351,12 @@ class Text2ImageSampler:
         Args:
             captions: sentences; None for an unconditional model (then ``num_images`` in all)
                 or when ``text_emb`` is given.
-            seed: seeds the noise when no ``generator`` is given (None means 0).
+            seed: seeds the noise when no ``generator`` is given (None means 0): caption i
+                draws from ``seed + i`` (:func:`noise_stream`, docs/sampling.md).
             num_images: images per caption.
             text_emb: (N, text_dim) precomputed sentence vectors instead of captions.
-            generator: a CPU ``torch.Generator`` to draw z and the CA noise from.
+            generator: a CPU ``torch.Generator`` to draw every image's z and CA noise from,
+                in turn, instead of the per-caption seeds.
             latents: (N * num_images, z_dim) z to use instead of drawing it.
             ca_noise: True draws the Conditioning Augmentation noise, False conditions on its
                 mean alone, a (N * num_images, cond_dim) tensor gives it.

@@ -1,13 +1,12 @@
 """``sample --num`` (issue 31, point 11 and the ``--num`` item of point 10): the noise is drawn
-a block at a time past ``NOISE_BLOCK`` images, so memory does not grow with --num, and the
-images up to that many are those of the all-up-front rule."""
+image by image as the chunks are made (issue 29's one rule), so memory does not grow with
+--num, and the images do not depend on the chunking."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-import stackgan.sampling as sampling
 from stackgan.checkpoint import export_generator
 from stackgan.models.registry import build_generator
 from stackgan.sampling import Text2ImageSampler
@@ -34,26 +33,15 @@ def _images(stream):
     return torch.cat([out.images for out in stream])
 
 
-def test_up_to_a_block_the_noise_rule_is_unchanged(sampler):
-    n = 3
-    z, eps = sampler.noise(n, seed=3)  # z for all samples first, then the CA noise
-    explicit = sampler(text_emb=EMB[:1], num_images=n, latents=z, ca_noise=eps, output_type="pt")
-    streamed = _images(
-        sampler.stream(text_emb=EMB[:1], seed=3, num_images=n, batch_size=2, output_type="pt")
-    )
-    torch.testing.assert_close(streamed, explicit.images)
-
-
-def test_past_a_block_the_images_do_not_depend_on_the_chunking(sampler, monkeypatch):
-    monkeypatch.setattr(sampling, "NOISE_BLOCK", 2)
+def test_the_images_do_not_depend_on_the_chunking(sampler):
     emb = EMB[:1]
     a = _images(sampler.stream(text_emb=emb, seed=1, num_images=5, batch_size=2, output_type="pt"))
     b = _images(sampler.stream(text_emb=emb, seed=1, num_images=5, batch_size=5, output_type="pt"))
     assert a.shape[0] == 5
     torch.testing.assert_close(a, b, atol=1e-4, rtol=0)  # batch size only moves float rounding
-    gen = torch.Generator().manual_seed(1)  # the rule: z then CA noise, per block of 2
-    blocks = [sampler.noise(k, generator=gen) for k in (2, 2, 1)]
-    z, eps = (torch.cat(parts) for parts in zip(*blocks))
+    gen = torch.Generator().manual_seed(1)  # the rule: caption 0 from seed 1, z then CA noise
+    rows = [(torch.randn(100, generator=gen), torch.randn(128, generator=gen)) for _ in range(5)]
+    z, eps = torch.stack([r[0] for r in rows]), torch.stack([r[1] for r in rows])
     explicit = sampler(text_emb=emb, num_images=5, latents=z, ca_noise=eps, output_type="pt")
     torch.testing.assert_close(a, explicit.images, atol=1e-4, rtol=0)
 

@@ -16,8 +16,10 @@ default :data:`DEFAULT_METRICS`, those that apply) is computed on those images:
 
 Then the paper's figures are drawn. Each metric's result is appended to
 ``OUT/metric-<name>.jsonl`` as in a training run; ``metrics.json`` and ``report.html`` (images
-inline, readable offline) go to the output folder, and one JSON line per run is appended to a
-history file so runs can be compared.
+inline, readable offline) go to the output folder, with ``samples.jsonl``, the samples the
+report shows and the ``stackgan sample`` command that remakes each
+(:mod:`stackgan.metrics.manifest`), and one JSON line per run is appended to a history file so
+runs can be compared.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from stackgan.metrics import figures as F
 from stackgan.metrics.base import MetricUnavailableError
 from stackgan.metrics.diversity import DIVERSITY_CAPTIONS
 from stackgan.metrics.features import feature_network
+from stackgan.metrics.manifest import shown_samples, write_manifest
 from stackgan.metrics.options import (
     MetricOptions,
     generated,
@@ -50,13 +53,14 @@ from stackgan.metrics.options import (
 from stackgan.metrics.registry import calc_metric, report_metric
 from stackgan.sampling import Sampler, Text2ImageSampler
 from stackgan.utils.cache import atomic_write
-from stackgan.utils.images import make_grid, resize_to, save_png, to_uint8
+from stackgan.utils.images import make_grid, save_png, to_uint8
 
 logger = logging.getLogger(__name__)
 
 # what `stackgan eval` measures unless told: every metric of the report (kid: by name)
 DEFAULT_METRICS = ("fid", "is", "r_precision", "diversity", "consistency", "attributes")
 REPORT_CAPTIONS = 8  # captions shown stage by stage in the report
+REPORT_GRID = 32  # captions in the report's sample grid (listed in samples.jsonl)
 
 
 @dataclass
@@ -108,13 +112,7 @@ def evaluate(
     )
     size = sampler.resolution
 
-    # 1. the options every metric shares; the report keeps the stages of the first captions
-    stage_rows: list[np.ndarray] = []
-
-    def keep_stages(stages: list[torch.Tensor]) -> None:
-        if len(stage_rows) < REPORT_CAPTIONS:
-            stage_rows.extend(_stage_tiles(stages, size)[: REPORT_CAPTIONS - len(stage_rows)])
-
+    # 1. the options every metric shares
     mopts = MetricOptions(
         sampler,
         opts.data_root,
@@ -123,7 +121,6 @@ def evaluate(
         opts.seed,
         progress,
         detector=net,
-        on_batch=keep_stages,
         matcher=opts.matcher,
         is_classifier=opts.is_classifier,
         max_train=opts.max_train,
@@ -155,22 +152,29 @@ def evaluate(
     gen = generated(mopts, need_features=True)  # (the figures' images: already made)
     res["seconds"] = round(time.time() - t0, 1)
 
-    # 3. the paper's figures, as PNGs beside the report
+    # 3. the samples the report shows, made again one caption at a time as `stackgan sample`
+    # makes them (listed in samples.jsonl), and the paper's figures, as PNGs beside the report
+    shown = shown_samples(sampler, captions, opts.seed, REPORT_GRID, opts.model, opts.device)
+    stage_rows = shown.stage_rows[:REPORT_CAPTIONS]
     emb = None  # an unconditional model: nearest neighbours only
     if sampler.conditional:
         # (encoded as many as before the registry, so the embeddings are bit for bit the same)
         emb = sampler.encode_text(captions[: max(DIVERSITY_CAPTIONS, FIGURE_CAPTIONS)])
     train, train_ds = train_split(mopts)
-    finals = gen["images"]
-    figs = _figures(sampler, emb, gen["features"], finals, train, train_ds, size, opts.seed)
+    fake = gen["features"]
+    figs = _figures(sampler, emb, fake, shown.finals, train, train_ds, size, opts.seed)
     for name, img in figs.items():
         save_png(img, out / f"fig-{name}.png")
     if stage_rows:  # the paper's Stage-I vs Stage-II figure, as a PNG too
         save_png(np.concatenate(stage_rows, axis=0), out / "fig-stages.png")
+    cells = {i: [f"fig-stages.png: row {i}"] for i in range(len(stage_rows))}
+    for i in range(min(FIGURE_CAPTIONS, len(fake))):
+        cells[i].append(f"fig-nearest-neighbours.png: row {i}, column 0")
+    write_manifest(out, shown, cells)
 
     # 4. write: metrics.json, report.html, one line of history
     (out / "metrics.json").write_text(json.dumps(res, indent=2) + "\n")
-    grid = make_grid(np.stack(finals[:32]), nrow=8)
+    grid = make_grid(np.stack(shown.finals), nrow=8)
     _write_report(out / "report.html", res, captions, stage_rows, grid, figs)
     history = Path(opts.history) if opts.history else out.parent / "eval-history.jsonl"
     with open(history, "a") as f:
@@ -189,13 +193,6 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return html.escape(str(value))
-
-
-def _stage_tiles(stages: list[torch.Tensor], size: int) -> list[np.ndarray]:
-    """Per sample, its stages side by side (each resized to ``size``), as one uint8 strip."""
-
-    cols = [to_uint8(resize_to(s, size)) for s in stages]  # each (B, S, S, 3)
-    return [np.concatenate([c[i] for c in cols], axis=1) for i in range(len(cols[0]))]
 
 
 FIGURE_TITLES = {

@@ -5,7 +5,8 @@
   fixed z (paper, fig. 8), conditioning on the CA mean so the path is the text's alone.
 - ``z_interpolation``: z moved between two draws at a fixed caption.
 - ``ca_ablation``: one caption, several CA noise draws eps, with CA sampling on (eps ~ N(0, I))
-  against off (eps = 0, the mean only) at the same z: what Conditioning Augmentation adds.
+  against off (eps = 0, the mean only) at the same z: what Conditioning Augmentation adds;
+  row i draws the noise of caption i by the library's rule (seed + i, docs/sampling.md).
 - ``nearest_neighbours``: generated images beside their nearest training images in a feature
   space (pool3 in ``stackgan eval``), the paper's check that samples are not copies.
 """
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from stackgan.sampling import Sampler
+from stackgan.sampling import Sampler, caption_seed, draw_noise
 from stackgan.utils.images import make_grid
 
 
@@ -86,11 +87,10 @@ def ca_ablation(
     With the CA mean alone, images of one caption differ only through z; drawing eps adds the
     variation the paper credits to Conditioning Augmentation.
     """
-    gen = torch.Generator().manual_seed(seed)
     on, off = [], []
-    for e in emb.cpu():
-        z = torch.randn(samples, sampler.z_dim, generator=gen)
-        eps = torch.randn(samples, sampler.cond_dim, generator=gen)
+    for i, e in enumerate(emb.cpu()):
+        # row i: the noise of `stackgan sample CAPTION_i --seed seed+i --num samples`
+        z, eps = draw_noise(sampler.z_dim, sampler.cond_dim, 1, caption_seed(seed, i), samples)
         text = e[None].expand(samples, -1)
         on.append(_run(sampler, z, text, eps))
         off.append(_run(sampler, z, text, torch.zeros_like(eps)))

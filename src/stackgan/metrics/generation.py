@@ -1,7 +1,11 @@
 """How every metric generates its images: one image per caption, chunk by chunk, each chunk's
-captions encoded together and its noise seeded by ``seed + offset``. Training-time metrics,
-``stackgan eval`` and ``stackgan consistency`` all draw through here, so the same captions and
-seed give the same images in all three."""
+captions encoded together, the noise of caption i by the library's one rule
+(:func:`stackgan.sampling.noise_stream`: caption i of a run seeded ``seed`` draws from
+``seed + i``, whatever the chunk). Training-time metrics, ``stackgan eval`` and
+``stackgan consistency`` all draw through here, so the same captions and seed give the same
+images in all three, and caption i's image is that of ``stackgan sample CAPTION --seed seed+i``
+(up to the float rounding of other batch sizes; ``stackgan eval`` remakes the images it shows
+one caption at a time, see :mod:`stackgan.metrics.manifest`)."""
 
 from __future__ import annotations
 
@@ -10,9 +14,9 @@ from collections.abc import Callable, Iterator
 import torch
 from tqdm import tqdm
 
-from stackgan.sampling import Sampler
+from stackgan.sampling import Sampler, draw_noise
 
-GEN_BATCH = 64  # captions per chunk: part of what fixes the images (the noise is per chunk)
+GEN_BATCH = 64  # captions per chunk (memory); the noise does not depend on it
 
 
 def generate_images(
@@ -28,10 +32,13 @@ def generate_images(
     ``on_batch`` sees every stage of each chunk (the report's Stage-I | Stage-II rows)."""
     for s in tqdm(range(0, len(captions), batch), desc=desc, disable=not progress):
         chunk = captions[s : s + batch]
-        if sampler.conditional:
+        if sampler.conditional:  # caption s + j of the list draws from seed + s + j
             stages = sampler.generate(sampler.encode_text(chunk), seed=seed + s)
-        else:  # unconditional: the captions are placeholders that count the images
-            stages = sampler.generate(None, seed=seed + s, num_images=len(chunk))
+        else:  # unconditional: each placeholder caption j is one image, from seed + j
+            dims = sampler.z_dim, sampler.cond_dim
+            z = torch.cat([draw_noise(*dims, 1, seed + s + j)[0] for j in range(len(chunk))])
+            out = sampler(None, num_images=len(chunk), latents=z, output_type="pt")
+            stages = list(out.stage_images)
         if on_batch is not None:
             on_batch(stages)
         yield stages[-1]

@@ -9,12 +9,12 @@ so memory stays bounded whatever the load: at most ``queue_size`` waiting reques
 
 Reproducibility: each request's captions are encoded on their own (batch composition changes
 a sentence embedding at 1e-7) and its noise is drawn from its own seed with
-:meth:`Text2ImageSampler.noise`, exactly what ``sampler(captions, seed=seed, num_images=k)``
-draws; only the generator call is shared. The generator's arithmetic itself is not batch
-invariant on every backend (MKL's GEMM and PyTorch's convolution pick different kernels for
-different batch sizes), so inside a mixed batch a pixel can differ by one 8-bit level from the
-request made alone; ``max_batch=1`` gives the library's images bit for bit (see
-docs/serving.md).
+:meth:`Text2ImageSampler.noise` (the library's one noise rule, caption i from ``seed + i``),
+exactly what ``sampler(captions, seed=seed, num_images=k)`` draws; only the generator call is
+shared. The generator's arithmetic itself is not batch invariant on every backend (MKL's GEMM
+and PyTorch's convolution pick different kernels for different batch sizes), so inside a mixed
+batch a pixel can differ by one 8-bit level from the request made alone; ``max_batch=1`` gives
+the library's images bit for bit (see docs/serving.md).
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def generate_batch(sampler: Text2ImageSampler, requests: Sequence[GenRequest]) -
     eps: list[torch.Tensor] = []
     embs: list[torch.Tensor] = []
     for r in requests:
-        z, e = sampler.noise(r.size, seed=r.seed)
+        z, e = sampler.noise(len(r.captions) if r.captions else 1, r.seed, r.num_images)
         zs.append(z)
         eps.append(e)
         if sampler.conditional:
