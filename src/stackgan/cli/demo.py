@@ -156,6 +156,7 @@ def _birds_gallery(out: Path, seed: int) -> str:
 def _short_training(out: Path, data_root: Path, iters: int, seed: int) -> str:
     from stackgan.config import load_config
     from stackgan.train import make_run_dir, train
+    from stackgan.train.rundir import GRID_CAPTIONS, GRID_GLOB, SAMPLES_DIR
 
     overrides = [
         "name=demo",
@@ -179,8 +180,8 @@ def _short_training(out: Path, data_root: Path, iters: int, seed: int) -> str:
     run_dir = make_run_dir(out / "runs", cfg)
     t0 = time.time()
     train(cfg, run_dir)
-    grids = sorted((run_dir / "samples").glob("grid-*.png"))
-    caps = (run_dir / "captions-grid.txt").read_text().splitlines()
+    grids = sorted((run_dir / SAMPLES_DIR).glob(GRID_GLOB))
+    caps = (run_dir / GRID_CAPTIONS).read_text().splitlines()
     note = (
         f"{iters} iterations of Stage-I at a tiny width (ngf 16, batch 32) in "
         f"{time.time() - t0:.0f} s; run folder "

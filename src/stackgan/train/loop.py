@@ -25,7 +25,14 @@ from stackgan.data.negatives import wrong_text
 from stackgan.train import superres
 from stackgan.train.ema import standing_stats, update_ema
 from stackgan.train.monitor import MetricMonitor
-from stackgan.train.rundir import BEST_EXPORT, EXPORT, LATEST, claim_run_dir, setup_logging
+from stackgan.train.rundir import (
+    BEST_EXPORT,
+    DISTRIBUTED,
+    EXPORT,
+    LATEST,
+    claim_run_dir,
+    setup_logging,
+)
 from stackgan.train.setup import TrainData, build_data, build_networks, image_matcher
 from stackgan.train.state import (
     TrainState,
@@ -181,7 +188,7 @@ def _write_distributed(cfg: ExperimentConfig, run_dir: Path) -> None:
         "backend": str(dist.get_backend()) if dist.is_initialized() else None,
         "sync_batchnorm": cfg.train.sync_batchnorm and world > 1,
     }
-    (run_dir / "distributed.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (run_dir / DISTRIBUTED).write_text(json.dumps(summary, indent=2) + "\n")
     if world > 1:
         logger.info("distributed: %s", summary)
 

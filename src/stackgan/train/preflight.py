@@ -19,7 +19,7 @@ from stackgan.data.packed import is_pack
 from stackgan.models.registry import image_sizes
 from stackgan.pretrained import resolve_model
 from stackgan.text.base import is_encoder_file
-from stackgan.train.state import PREVIOUS
+from stackgan.train.rundir import PREVIOUS
 
 # Where each dataset of the presets comes from, for the error when its folder is missing
 DATA_HINTS = {

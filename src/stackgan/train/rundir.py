@@ -1,4 +1,9 @@
-"""The run folder: numbered, claimed once, never overwritten by accident, with its log."""
+"""The run folder: every file and folder a run writes, by name; numbered, claimed once, never
+overwritten by accident, with its log.
+
+This module owns the names: the rest of ``train/`` and the CLI import them from here
+(docs/training.md, "Run folders", describes the same layout for users).
+"""
 
 from __future__ import annotations
 
@@ -8,18 +13,41 @@ import shutil
 from pathlib import Path
 
 from stackgan.config import ExperimentConfig
-from stackgan.train.setup import MATCHER_FILE
-from stackgan.train.state import PREVIOUS
-from stackgan.train.ticks import STATS
 
 logger = logging.getLogger(__name__)
 
-LATEST = "checkpoint-latest.pt"
-EXPORT = "model.safetensors"
+# -- the layout of a run folder --------------------------------------------------------------
+LATEST = "checkpoint-latest.pt"  # the full training state, written every checkpoint tick
+PREVIOUS = "checkpoint-previous.pt"  # the checkpoint before the latest: never one copy only
+EXPORT = "model.safetensors"  # the g_ema inference export (what `stackgan sample` loads)
 BEST_EXPORT = "model-best.safetensors"  # the best g_ema by the training metric so far
+STATS = "stats.jsonl"  # one JSON line of scalars per tick
+CONFIG = "config.yaml"  # the resolved config of the run (as it runs now)
+CONFIG_GLOB = "config*.yaml"  # with the configs of earlier legs of a resumed run
+LOG = "log.txt"  # the package's log for this run
+DISTRIBUTED = "distributed.json"  # world size and the global batch (multi-process runs)
+MATCHER_FILE = "image-matcher.safetensors"  # the frozen encoder of loss.match_weight
+GRID_CAPTIONS = "captions-grid.txt"  # the captions of the fixed sample grid, one per row
+SAMPLES_DIR = "samples"  # the sample grid per tick: samples/grid-0000100.png, ...
+GRID_GLOB = "grid-*.png"  # the grids in SAMPLES_DIR
+TENSORBOARD_DIR = "tensorboard"  # event files when train.tensorboard is on
+
+
+def config_until(step: int) -> str:
+    """The name an earlier leg's ``config.yaml`` is kept under when a resumed run changes it."""
+    return f"config-until-{step:07d}.yaml"
+
+
+def grid_file(step: int) -> str:
+    """The sample grid of iteration ``step``, inside ``SAMPLES_DIR``."""
+    return f"grid-{step:07d}.png"
+
 
 # What a run writes: an existing folder holding any of these is a run, not overwritten silently
 RUN_OUTPUTS = (LATEST, PREVIOUS, EXPORT, BEST_EXPORT, STATS)
+# What --overwrite clears besides RUN_OUTPUTS and the configs (the metric-*.jsonl lines stay)
+RUN_FILES = (LOG, GRID_CAPTIONS, DISTRIBUTED, MATCHER_FILE)
+RUN_FOLDERS = (SAMPLES_DIR, TENSORBOARD_DIR)
 
 
 class RunDirError(FileExistsError):
@@ -73,20 +101,21 @@ def claim_run_dir(run_dir: Path, resume: str | Path | None, overwrite: bool) -> 
             f"{run_dir} already holds a run ({', '.join(found)}): continue it with "
             f"--resume {run_dir / LATEST}, or pass --overwrite to replace it"
         )
-    for name in (*RUN_OUTPUTS, "log.txt", "captions-grid.txt", "distributed.json", MATCHER_FILE):
+    for name in (*RUN_OUTPUTS, *RUN_FILES):
         (run_dir / name).unlink(missing_ok=True)
-    for sub in ("samples", "tensorboard"):
+    for sub in RUN_FOLDERS:
         shutil.rmtree(run_dir / sub, ignore_errors=True)
-    for old in run_dir.glob("config*.yaml"):
+    for old in run_dir.glob(CONFIG_GLOB):
         old.unlink()
     logger.info("--overwrite: cleared the earlier run in %s", run_dir)
 
 
 def setup_logging(run_dir: Path) -> logging.Handler:
-    """Send the package's log to ``run_dir/log.txt`` for this run; the caller removes it."""
+    """Send the package's log to ``run_dir/log.txt`` (``LOG``) for this run; the caller removes
+    it."""
     root = logging.getLogger("stackgan")
     root.setLevel(logging.INFO)
-    fh = logging.FileHandler(run_dir / "log.txt")
+    fh = logging.FileHandler(run_dir / LOG)
     fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     root.addHandler(fh)
     return fh

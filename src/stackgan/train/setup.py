@@ -26,11 +26,10 @@ from stackgan.text.encoders import dataset_embeddings
 from stackgan.text.negatives import color_swapped_captions
 from stackgan.text.trainable import TrainedTextEncoder
 from stackgan.train.matching import fit_image_matcher, load_image_matcher, save_image_matcher
+from stackgan.train.rundir import MATCHER_FILE
 from stackgan.train.superres import random_crops
 
 logger = logging.getLogger(__name__)
-
-MATCHER_FILE = "image-matcher.safetensors"  # the frozen encoder of loss.match_weight
 
 
 @dataclass

@@ -29,12 +29,11 @@ from stackgan.checkpoint import (
 )
 from stackgan.config import ConfigError, ExperimentConfig
 from stackgan.models.discriminator import BaseDiscriminator
+from stackgan.train.rundir import PREVIOUS
 from stackgan.utils.distributed import sync_batchnorm
 from stackgan.utils.runtime import grad_scaler, rng_state, set_rng_state
 
 logger = logging.getLogger(__name__)
-
-PREVIOUS = "checkpoint-previous.pt"  # the checkpoint before the latest: never one copy only
 
 
 @dataclass

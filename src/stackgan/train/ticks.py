@@ -15,13 +15,21 @@ from torch import nn
 from stackgan.config import ExperimentConfig
 from stackgan.data.cub import TextImageDataset
 from stackgan.data.folder import ImageFolderDataset
+from stackgan.train.rundir import (
+    CONFIG,
+    GRID_CAPTIONS,
+    SAMPLES_DIR,
+    STATS,
+    TENSORBOARD_DIR,
+    config_until,
+    grid_file,
+)
 from stackgan.utils.cache import atomic_write
 from stackgan.utils.distributed import DistInfo, sum_across
 from stackgan.utils.images import make_grid, resize_to, save_png, to_uint8
 
 logger = logging.getLogger(__name__)
 
-STATS = "stats.jsonl"
 GRID_CAPTIONS_PER_ROW = {1: 8, 2: 2}  # by number of stages shown side by side
 
 
@@ -47,11 +55,11 @@ class SampleGrid:
         self.z = torch.randn(len(caps), cfg.model.z_dim, generator=gen).to(device)
         self.eps = torch.randn(len(caps), cfg.model.cond_dim, generator=gen).to(device)
         self.text = None
-        self.folder = run_dir / "samples"
+        self.folder = run_dir / SAMPLES_DIR
         self.folder.mkdir(exist_ok=True)
         if emb is not None and isinstance(ds, TextImageDataset):
             self.text = emb[caps.to(device)]
-            (run_dir / "captions-grid.txt").write_text(
+            (run_dir / GRID_CAPTIONS).write_text(
                 "\n".join(ds.captions[int(i)] for i in caps) + "\n"
             )
 
@@ -63,7 +71,7 @@ class SampleGrid:
         cols = [to_uint8(resize_to(im, size)) for im in out.images]  # each (B, S, S, 3)
         tiles = np.stack(cols, axis=1).reshape(-1, size, size, 3)  # stages of a caption adjacent
         per_row = GRID_CAPTIONS_PER_ROW[min(len(cols), 2)]
-        path = self.folder / f"grid-{step:07d}.png"
+        path = self.folder / grid_file(step)
         save_png(make_grid(tiles, nrow=len(cols) * per_row), path)
         return path
 
@@ -181,14 +189,14 @@ def _tensorboard(run_dir: Path, purge_step: int | None) -> Any:
         )
         return None
     # purge_step: a resume hides the events logged after its checkpoint, as stats.jsonl drops them
-    return SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=purge_step)
+    return SummaryWriter(log_dir=str(run_dir / TENSORBOARD_DIR), purge_step=purge_step)
 
 
 def write_config(run_dir: Path, cfg: ExperimentConfig, step: int) -> None:
     """``config.yaml`` of the run; a resume with other settings keeps the config the earlier
     iterations ran with as ``config-until-<step>.yaml``, so the run's history stays readable."""
-    path, text = run_dir / "config.yaml", cfg.to_yaml()
+    path, text = run_dir / CONFIG, cfg.to_yaml()
     if path.exists() and path.read_text() != text:
-        path.replace(run_dir / f"config-until-{step:07d}.yaml")
+        path.replace(run_dir / config_until(step))
         logger.info("settings changed at iteration %d; earlier ones kept beside config.yaml", step)
     path.write_text(text)
