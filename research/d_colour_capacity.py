@@ -23,9 +23,9 @@ import torch.nn.functional as F
 
 from research.d_text_attention import fixed_split, load_discriminator, swap_scores, swap_word
 from stackgan.data import shapes
-from stackgan.data.cub import TextImageDataset
+from stackgan.data.dataset import TextImageDataset
 from stackgan.models.discriminator import Discriminator
-from stackgan.text.encoders import TextEncoder
+from stackgan.text.base import TextEncoder
 
 
 def colour_swapped_pairs(ds: TextImageDataset, rng: random.Random) -> list[tuple[int, str, str]]:

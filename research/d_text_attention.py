@@ -24,10 +24,11 @@ import torch
 
 from stackgan.checkpoint import checkpoint_config, load_checkpoint
 from stackgan.data import shapes
-from stackgan.data.cub import TextImageDataset
+from stackgan.data.dataset import TextImageDataset
 from stackgan.models.discriminator import Discriminator
 from stackgan.models.registry import build_discriminators
-from stackgan.text.encoders import TextEncoder, build_encoder
+from stackgan.text.base import TextEncoder
+from stackgan.text.encoders import build_encoder
 from stackgan.train.steps import r1_penalty
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from stackgan.data import shapes
-from stackgan.data.cub import TextImageDataset
+from stackgan.data.dataset import TextImageDataset
 from stackgan.text.encoders import build_encoder
 
 

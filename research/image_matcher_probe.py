@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from research.d_text_attention import fixed_split, probe_items
 from stackgan.augment import make_augment
-from stackgan.data.cub import TextImageDataset
+from stackgan.data.dataset import TextImageDataset
 from stackgan.text.encoders import build_encoder, dataset_embeddings
 from stackgan.train.matching import fit_image_matcher
 

@@ -270,7 +270,8 @@ def test_demo_writes_a_gallery_and_trains(tiny_model, tmp_path):
 
 def test_text_encoder_train_eval_and_extract_commands(tiny_shapes, tiny_model, tmp_path):
     """`text-encoder train` then `text-encoder eval` on real Inception pool3 features."""
-    from stackgan.metrics.features import MetricError, default_network_path
+    from stackgan.metrics.base import MetricError
+    from stackgan.metrics.features import default_network_path
 
     try:
         default_network_path()

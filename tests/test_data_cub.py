@@ -6,7 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from stackgan.data.cub import DatasetError, TextImageDataset, bbox_crop_box, load_image
+from stackgan.data.dataset import TextImageDataset
+from stackgan.data.io import DatasetError, bbox_crop_box, load_image
 
 from .conftest import BIRDS
 
@@ -160,7 +161,7 @@ def test_hard_wrong_captions_pick_the_most_similar_other_class_caption(tiny_shap
 
 
 def test_cache_location(tmp_path, monkeypatch):
-    from stackgan.data.cub import default_cache_dir
+    from stackgan.data.io import default_cache_dir
 
     monkeypatch.delenv("STACKGAN_CACHE", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))

@@ -12,7 +12,8 @@ from PIL import Image
 
 from stackgan.cli import main
 from stackgan.data.check import check_dataset
-from stackgan.data.cub import DatasetError, TextImageDataset
+from stackgan.data.dataset import TextImageDataset
+from stackgan.data.io import DatasetError
 from stackgan.data.layouts import detect_layout, read_index
 
 

@@ -11,7 +11,8 @@ import torch
 from click.testing import CliRunner
 
 from stackgan.cli import main
-from stackgan.data.cub import DatasetError, TextImageDataset
+from stackgan.data.dataset import TextImageDataset
+from stackgan.data.io import DatasetError
 from stackgan.data.packed import pack_dataset, read_pack_meta
 from stackgan.train import train
 

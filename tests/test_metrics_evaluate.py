@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from stackgan.metrics.features import MetricError
+from stackgan.metrics.base import MetricError
 
 from .conftest import MeanColour
 

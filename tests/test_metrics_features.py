@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from stackgan.metrics.features import MetricError
+from stackgan.metrics.base import MetricError
 from stackgan.metrics.fid import fid_from_features
 
 from .conftest import MeanColour
@@ -12,7 +12,8 @@ from .conftest import MeanColour
 
 def test_real_inception_network_gives_pool3_features():
     pytest.importorskip("torch")
-    from stackgan.metrics.features import FEATURE_DIM, InceptionFeatures
+    from stackgan.metrics.base import FEATURE_DIM
+    from stackgan.metrics.features import InceptionFeatures
 
     try:
         net = InceptionFeatures()

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from stackgan.metrics.features import MetricError
+from stackgan.metrics.base import MetricError
 from stackgan.metrics.fid import FeatureStats, fid_from_features, frechet_distance
 
 

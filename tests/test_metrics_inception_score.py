@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from stackgan.metrics.features import MetricError
+from stackgan.metrics.base import MetricError
 from stackgan.metrics.inception_score import head_probabilities, inception_score, train_head
 
 

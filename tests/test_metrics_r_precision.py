@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from stackgan.metrics.features import MetricError
+from stackgan.metrics.base import MetricError
 
 
 def test_r_precision_with_a_toy_encoder_of_known_answers():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from stackgan.metrics.features import MetricError
+from stackgan.metrics.base import MetricError
 
 
 def test_attribute_classifier_learns_real_renders_and_is_cached(tiny_shapes):

@@ -38,11 +38,12 @@ from stackgan.checkpoint import (
     save_checkpoint,
 )
 from stackgan.cli import main
-from stackgan.data.cub import DatasetError, TextImageDataset
+from stackgan.data.dataset import TextImageDataset
+from stackgan.data.io import DatasetError
+from stackgan.errors import TrainingError
 from stackgan.train import loop as train_loop
 from stackgan.train import make_run_dir, train
 from stackgan.train.rundir import RunDirError
-from stackgan.train.ticks import TrainingError
 from stackgan.utils.cache import WriteError
 from stackgan.utils.safe_pickle import UnsafePickleError, safe_load, safe_loads
 

@@ -99,7 +99,7 @@ def _swap_variants_fed_to_d(tiny_shapes, run, monkeypatch, variants, iters):
     train(cfg, run)
     assert "colour-swapped negatives" in (run / "log.txt").read_text()
 
-    from stackgan.data.cub import TextImageDataset
+    from stackgan.data.dataset import TextImageDataset
 
     ds = TextImageDataset(tiny_shapes, "train", 16, progress=False)
     emb = dataset_embeddings(ds.captions, "minilm", ds.cache_dir, progress=False)

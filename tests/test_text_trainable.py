@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from stackgan.config import ConfigError
-from stackgan.text.encoders import TextEncoderError, build_encoder
+from stackgan.text.base import TextEncoderError
+from stackgan.text.encoders import build_encoder
 from stackgan.text.trainable import (
     SentenceEncoder,
     TextImageMatcher,
@@ -247,7 +248,7 @@ def test_caption_embeddings_are_the_same_fresh_and_from_the_cache(tmp_path):
 def test_class_mask_is_automatic_off_for_shapes_on_for_species(tiny_shapes, tmp_path):
     from types import SimpleNamespace
 
-    from stackgan.data.cub import TextImageDataset
+    from stackgan.data.dataset import TextImageDataset
     from stackgan.metrics.text_retrieval import mask_labels
 
     shapes = TextImageDataset(tiny_shapes, "train", progress=False)

@@ -36,6 +36,7 @@ from safetensors.torch import save_file
 
 from stackgan import __version__
 from stackgan.config import ConfigError, ExperimentConfig, config_from_dict
+from stackgan.errors import StackGANError
 from stackgan.models.registry import build_generator
 from stackgan.text.base import is_encoder_file
 from stackgan.text.trainable import TrainedTextEncoder, matcher_from_state, matcher_header
@@ -60,7 +61,7 @@ DIGEST_KEY = "digest"  # export metadata: sha256 of the other metadata and every
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save's zip format (a training checkpoint)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(StackGANError, ValueError):
     """A checkpoint or export that cannot be read, naming the file and the problem."""
 
 

@@ -15,8 +15,10 @@ from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 import yaml
 
+from stackgan.errors import StackGANError
 
-class ConfigError(ValueError):
+
+class ConfigError(StackGANError, ValueError):
     """A configuration that cannot be used: unknown key, wrong type or inconsistent values."""
 
 

@@ -29,8 +29,8 @@ import torch
 
 from stackgan.checkpoint import export_generator, generator_shapes, nonfinite
 from stackgan.config import ConfigError, ExperimentConfig, config_from_dict
-from stackgan.models.discriminator import BASE_SIZE
-from stackgan.models.v1 import STAGE2_CODE_SIZE
+from stackgan.errors import StackGANError
+from stackgan.models.layers import BASE_SIZE, CODE_WIDTH, STAGE2_CODE_SIZE
 from stackgan.text.encoders import CHAR_CNN_RNN_DIM
 from stackgan.utils.archive import ArchiveError, check_zip_sizes
 
@@ -61,7 +61,6 @@ DISCRIMINATOR_PREFIXES = (
     "jointConv.",
 )
 # The reference fc projects to GF_DIM*8 channels at 4x4 (STAGE1_G) and ends at GF_DIM/2
-V1_FC_WIDTH = 8  # STAGE1_G: self.gf_dim = cfg.GAN.GF_DIM * 8
 UNKNOWN_DATASET = "unknown"  # a netG file does not record its dataset (birds, COCO, ...)
 V2_DEFAULT_RES_BLOCKS = 2  # cfg.GAN.R_NUM in the StackGAN-v2 presets (unused by one branch)
 _LOAD_ERRORS = (  # what torch.load raises on a file that is not a (safe) torch file
@@ -80,7 +79,7 @@ _LOAD_ERRORS = (  # what torch.load raises on a file that is not a (safe) torch 
 )
 
 
-class ConvertError(ValueError):
+class ConvertError(StackGANError, ValueError):
     """A file that cannot be converted, naming the file and the problem."""
 
 
@@ -174,7 +173,7 @@ def _stage1_model(state: Mapping[str, torch.Tensor], prefix: str, where: str) ->
     """Our v1 model config of a STAGE1_G under ``prefix``."""
     text_dim, cond_dim = _ca_sizes(state, prefix, 2, where)
     fc_out, fc_in = _shape(state, f"{prefix}fc.0.weight", 2, where)
-    per_channel = V1_FC_WIDTH * BASE_SIZE**2
+    per_channel = CODE_WIDTH * BASE_SIZE**2  # STAGE1_G: self.gf_dim = cfg.GAN.GF_DIM * 8
     if fc_out % per_channel:
         raise ConvertError(f"{where}: {prefix}fc.0.weight has {fc_out} outputs, not GF_DIM*128")
     n_up = _count(state, re.escape(prefix) + r"upsample(\d+)\.")

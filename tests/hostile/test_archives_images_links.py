@@ -13,7 +13,7 @@ from PIL import EpsImagePlugin, Image
 
 from stackgan.checkpoint import CheckpointError, load_checkpoint
 from stackgan.convert import ConvertError, read_state_dict
-from stackgan.data.cub import DatasetError
+from stackgan.data.io import DatasetError
 from stackgan.data.packed import pack_dataset, read_pack_meta
 from stackgan.utils.images import ImageFileError, open_image
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stackgan.data.cub import DatasetError
+from stackgan.data.io import DatasetError
 from stackgan.data.layouts import read_index
 
 from .bounds import assert_one_line, bounded, cli

@@ -23,6 +23,7 @@ from stackgan.cli.sample import sample
 from stackgan.cli.serve import serve
 from stackgan.cli.text_encoder import text_encoder
 from stackgan.cli.train import train
+from stackgan.errors import StackGANError
 
 logger = logging.getLogger("stackgan")
 
@@ -32,14 +33,12 @@ class _Errors(click.Group):
     line instead of a traceback (``-v`` shows the traceback)."""
 
     def invoke(self, ctx: click.Context) -> object:
-        from stackgan.train.ticks import TrainingError
-
         try:
             return super().invoke(ctx)
-        except (ValueError, OSError, TrainingError) as exc:
-            # ValueError covers ConfigError, DatasetError, CheckpointError, TextEncoderError,
-            # DeviceError, TextFileError; OSError the file system (a full disk, a missing or
-            # unwritable path), FileExistsError (an existing run) included
+        except (StackGANError, ValueError, OSError) as exc:
+            # StackGANError: the library's own errors (stackgan.errors lists them: a bad config,
+            # dataset, checkpoint, caption, device, a failed training run, ...); ValueError a
+            # bad value; OSError the file system (a full disk, a missing or unwritable path)
             if logging.getLogger("stackgan").isEnabledFor(logging.DEBUG):
                 raise
             raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc

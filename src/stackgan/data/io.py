@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from stackgan.errors import StackGANError
 from stackgan.utils.cache import cached_array
 from stackgan.utils.images import ImageFileError, open_image
 from stackgan.utils.safe_pickle import safe_load
@@ -29,7 +30,7 @@ BBOX_SCALE = 0.75  # reference code: crop half-side = 0.75 * max(bbox w, bbox h)
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 
 
-class DatasetError(ValueError):
+class DatasetError(StackGANError, ValueError):
     """A dataset folder that cannot be read, with the path of the problem."""
 
 
@@ -176,6 +177,3 @@ def default_cache_dir(root: Path) -> Path:
             return root / ".stackgan-cache"
     base = Path(env) if env else Path.home() / ".cache" / "stackgan"
     return base / f"{root.name}-{digest}"
-
-
-_read_pickle = read_pickle  # the name of the first release

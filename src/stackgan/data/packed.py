@@ -54,7 +54,7 @@ def is_pack(path: str | Path) -> bool:
 
 @dataclass
 class PackedSplit:
-    """One split read from a pack: what :class:`~stackgan.data.cub.TextImageDataset` needs."""
+    """One split read from a pack: what :class:`~stackgan.data.dataset.TextImageDataset` needs."""
 
     keys: list[str]
     captions: list[list[str]]

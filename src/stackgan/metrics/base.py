@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from stackgan.errors import StackGANError
+
 INCEPTION_SIZE = 299  # input resolution of Inception-v3 (bilinear resize, as TF FID)
 
 
@@ -15,7 +17,7 @@ TF_INPUT_RANGE = (-1.0, 0.9921875)  # (x - 128) / 128 for x in 0..255: the TF gr
 FEATURE_DIM = 2048  # pool3
 
 
-class MetricError(RuntimeError):
+class MetricError(StackGANError, RuntimeError):
     """A metric that cannot be computed: missing network, too few images, bad input."""
 
 

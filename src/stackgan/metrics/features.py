@@ -19,21 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from stackgan.metrics.base import (  # the names users imported from here stay importable
-    FEATURE_DIM as FEATURE_DIM,
-)
-from stackgan.metrics.base import (
-    INCEPTION_SIZE as INCEPTION_SIZE,
-)
-from stackgan.metrics.base import (
-    TF_INPUT_RANGE as TF_INPUT_RANGE,
-)
-from stackgan.metrics.base import (
-    MetricError as MetricError,
-)
-from stackgan.metrics.base import (
-    inception_input as inception_input,
-)
+from stackgan.metrics.base import TF_INPUT_RANGE, MetricError, inception_input
 from stackgan.metrics.fid_inception import PthInceptionFeatures
 from stackgan.utils.cache import file_digest
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stackgan.data.cub import TextImageDataset
+from stackgan.data.dataset import TextImageDataset
 from stackgan.metrics.features import extract_features
 from stackgan.utils.cache import cached_array
 

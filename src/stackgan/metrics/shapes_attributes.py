@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from stackgan.data import shapes
-from stackgan.data.cub import TextImageDataset, default_cache_dir
+from stackgan.data.dataset import TextImageDataset
+from stackgan.data.io import default_cache_dir
 from stackgan.metrics.base import MetricError
 from stackgan.utils.cache import atomic_torch_save
 from stackgan.utils.runtime import preserve_rng

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from stackgan.models.layers import GLU
+from stackgan.models.layers import GLU, LEAKY_SLOPE
 
 
 class CondAugment(nn.Module):
@@ -34,7 +34,7 @@ class CondAugment(nn.Module):
         # The TensorFlow release uses a leaky ReLU after the fc. The later PyTorch release's plain
         # ReLU forces logvar >= 0 (sigma >= 1) and mu >= 0; the issue follows TF where they differ.
         # StackGAN++ gates instead, which leaves mu and logvar free in sign.
-        self.act: nn.Module = GLU() if glu else nn.ReLU() if relu else nn.LeakyReLU(0.2)
+        self.act: nn.Module = GLU() if glu else nn.ReLU() if relu else nn.LeakyReLU(LEAKY_SLOPE)
 
     def forward(
         self, text_emb: torch.Tensor, noise: torch.Tensor | None = None

@@ -15,9 +15,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from stackgan.models.layers import LEAKY_SLOPE, DownBlock, JointHead, conv3x3, init_weights
-
-BASE_SIZE = 4  # every generator starts, and every discriminator ends, at 4x4
+from stackgan.models.layers import (
+    BASE_SIZE,
+    CODE_WIDTH,
+    LEAKY_SLOPE,
+    DownBlock,
+    JointHead,
+    conv3x3,
+    init_weights,
+)
 
 
 def log2_ratio(big: int, small: int) -> int:
@@ -82,7 +88,7 @@ class Discriminator(BaseDiscriminator):
         for _ in range(n_down - 1):
             layers.append(DownBlock(ch, ch * 2))
             ch *= 2
-        while ch > ndf * 8:
+        while ch > ndf * CODE_WIDTH:
             layers += [
                 conv3x3(ch, ch // 2),
                 nn.BatchNorm2d(ch // 2),

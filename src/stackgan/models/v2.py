@@ -14,8 +14,17 @@ import torch
 from torch import nn
 
 from stackgan.models.conditioning import CondAugment
-from stackgan.models.discriminator import BASE_SIZE, Discriminator, log2_ratio
-from stackgan.models.layers import GLU, ConvBlock, ResBlock, UpBlock, conv3x3, init_weights, tile
+from stackgan.models.discriminator import Discriminator, log2_ratio
+from stackgan.models.layers import (
+    BASE_SIZE,
+    GLU,
+    ConvBlock,
+    ResBlock,
+    UpBlock,
+    conv3x3,
+    init_weights,
+    tile,
+)
 from stackgan.models.v1 import GeneratorOutput
 
 __all__ = ["Discriminator", "TreeGenerator"]

@@ -8,10 +8,12 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
+from stackgan.errors import StackGANError
+
 MAX_CAPTION_CHARS = 1000  # far beyond any dataset caption; longer input is almost surely a mistake
 
 
-class TextEncoderError(ValueError):
+class TextEncoderError(StackGANError, ValueError):
     """Bad caption input or an encoder that cannot be used."""
 
 

@@ -22,21 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from stackgan.text.base import (  # the names users imported from here stay importable
-    MAX_CAPTION_CHARS as MAX_CAPTION_CHARS,
-)
-from stackgan.text.base import (
-    TextEncoder as TextEncoder,
-)
-from stackgan.text.base import (
-    TextEncoderError as TextEncoderError,
-)
-from stackgan.text.base import (
-    check_captions as check_captions,
-)
-from stackgan.text.base import (
-    is_encoder_file as is_encoder_file,
-)
+from stackgan.text.base import TextEncoder, TextEncoderError, check_captions, is_encoder_file
 from stackgan.text.trainable import TrainedTextEncoder
 from stackgan.utils.cache import atomic_torch_save
 from stackgan.utils.safe_pickle import safe_load

@@ -23,6 +23,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from stackgan.errors import StackGANError
+
 TYPE_NIL, TYPE_NUMBER, TYPE_STRING, TYPE_TABLE, TYPE_TORCH, TYPE_BOOLEAN = 0, 1, 2, 3, 4, 5
 TYPE_FUNCTION, TYPE_RECUR_FUNCTION, TYPE_LEGACY_RECUR_FUNCTION = 6, 8, 7
 
@@ -51,7 +53,7 @@ MAX_DEPTH = 32
 MAX_NDIM = 8
 
 
-class Torch7Error(ValueError):
+class Torch7Error(StackGANError, ValueError):
     """A .t7 file that cannot be read, with the reason."""
 
 

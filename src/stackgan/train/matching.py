@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from stackgan.checkpoint import CheckpointError
-from stackgan.models.discriminator import BASE_SIZE, log2_ratio
-from stackgan.models.layers import DownBlock
+from stackgan.models.discriminator import log2_ratio
+from stackgan.models.layers import BASE_SIZE, DownBlock
 from stackgan.utils.cache import atomic_write, read_safetensors
 
 logger = logging.getLogger(__name__)

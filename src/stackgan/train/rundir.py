@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 from stackgan.config import ExperimentConfig
+from stackgan.errors import StackGANError
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ RUN_FILES = (LOG, GRID_CAPTIONS, DISTRIBUTED, MATCHER_FILE)
 RUN_FOLDERS = (SAMPLES_DIR, TENSORBOARD_DIR)
 
 
-class RunDirError(FileExistsError):
+class RunDirError(StackGANError, FileExistsError):
     """A run folder that already holds a run, given without --resume or --overwrite."""
 
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from stackgan.checkpoint import load_generator_weights, stage1_weights
 from stackgan.config import ConfigError, ExperimentConfig
-from stackgan.data.cub import TextImageDataset
+from stackgan.data.dataset import TextImageDataset
 from stackgan.data.folder import ImageFolderDataset
 from stackgan.data.layouts import detect_layout, read_index
 from stackgan.models.discriminator import BaseDiscriminator

@@ -13,8 +13,9 @@ import torch
 from torch import nn
 
 from stackgan.config import ExperimentConfig
-from stackgan.data.cub import TextImageDataset
+from stackgan.data.dataset import TextImageDataset
 from stackgan.data.folder import ImageFolderDataset
+from stackgan.errors import TrainingError
 from stackgan.train.rundir import (
     CONFIG,
     GRID_CAPTIONS,
@@ -74,10 +75,6 @@ class SampleGrid:
         path = self.folder / grid_file(step)
         save_png(make_grid(tiles, nrow=len(cols) * per_row), path)
         return path
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (a NaN or infinite loss or weight); names the iteration."""
 
 
 class TickStats:

@@ -14,11 +14,13 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
+from stackgan.errors import StackGANError
+
 MAX_RATIO = 20  # inflated / compressed bytes; deflated zeros reach 1000x
 _SLACK = 1 << 16  # tiny records (a 4-byte version file) may compress badly either way
 
 
-class ArchiveError(ValueError):
+class ArchiveError(StackGANError, ValueError):
     """A zip whose records claim more data than its bytes can hold."""
 
 

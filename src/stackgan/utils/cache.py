@@ -17,10 +17,12 @@ import numpy as np
 import torch
 from safetensors import SafetensorError
 
+from stackgan.errors import StackGANError
+
 logger = logging.getLogger(__name__)
 
 
-class WriteError(OSError):
+class WriteError(StackGANError, OSError):
     """A file that could not be written, naming it and the cause (disk full, permissions, ...);
     the previous file under that name, if any, is intact."""
 

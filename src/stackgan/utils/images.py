@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
+from stackgan.errors import StackGANError
 from stackgan.utils.cache import atomic_write
 
 # The only formats the project reads. PIL would otherwise try every plugin it has: an EPS file
@@ -17,7 +18,7 @@ from stackgan.utils.cache import atomic_write
 IMAGE_FORMATS = ("JPEG", "PNG")
 
 
-class ImageFileError(ValueError):
+class ImageFileError(StackGANError, ValueError):
     """An image file that is not a readable JPEG or PNG, or too large to decode safely."""
 
 

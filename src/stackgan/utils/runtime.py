@@ -11,11 +11,13 @@ from typing import Any, ParamSpec, TypeVar, cast
 import numpy as np
 import torch
 
+from stackgan.errors import StackGANError
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class DeviceError(ValueError):
+class DeviceError(StackGANError, ValueError):
     """A device name that is not valid, or not available in this PyTorch build."""
 
 

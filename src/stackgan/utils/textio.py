@@ -7,6 +7,8 @@ from __future__ import annotations
 import codecs
 from pathlib import Path
 
+from stackgan.errors import StackGANError
+
 _BOMS = (
     (codecs.BOM_UTF8, "utf-8-sig"),
     (codecs.BOM_UTF16_LE, "utf-16"),  # Windows editors write "Unicode" text with a BOM
@@ -14,7 +16,7 @@ _BOMS = (
 )
 
 
-class TextFileError(ValueError):
+class TextFileError(StackGANError, ValueError):
     """A text file that cannot be read as text, naming the file and the cause."""
 
 

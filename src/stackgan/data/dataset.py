@@ -1,6 +1,9 @@
-"""Text-image datasets in the CUB-200-2011 ``birds`` layout of the original StackGAN code.
+"""``TextImageDataset``: the images and captions of one split, whatever the folder's layout.
 
-Layout (``shapes`` is written the same way, without bounding boxes)::
+It reads every layout of :mod:`stackgan.data.layouts` (CUB-200-2011 ``birds`` as the original
+StackGAN code has it, ``shapes`` written the same way, Oxford-102, COCO 2014, a plain folder)
+and the packs of :mod:`stackgan.data.packed`. The CUB layout, for example (``shapes`` without
+bounding boxes)::
 
     CUB_200_2011/images/<class>/<name>.jpg   CUB_200_2011/images.txt   [bounding_boxes.txt]
     text/<class>/<name>.txt                  one caption per line (10 per image for CUB)
@@ -20,40 +23,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stackgan.data.io import (  # the names users imported from here stay importable
-    BBOX_SCALE as BBOX_SCALE,
-)
 from stackgan.data.io import (
-    IMAGE_EXTS as IMAGE_EXTS,
+    LOAD_RATIO,
+    Batch,
+    DatasetError,
+    augment_pyramid,
+    cached_images,
+    default_cache_dir,
 )
-from stackgan.data.io import (
-    LOAD_RATIO as LOAD_RATIO,
-)
-from stackgan.data.io import (
-    Batch as Batch,
-)
-from stackgan.data.io import (
-    DatasetError as DatasetError,
-)
-from stackgan.data.io import (
-    augment_pyramid as augment_pyramid,
-)
-from stackgan.data.io import (
-    bbox_crop_box as bbox_crop_box,
-)
-from stackgan.data.io import (
-    cached_images as cached_images,
-)
-from stackgan.data.io import (
-    default_cache_dir as default_cache_dir,
-)
-from stackgan.data.io import (
-    load_image as load_image,
-)
-from stackgan.data.io import (
-    read_captions as read_captions,
-)
-from stackgan.data.io import read_pickle as _read_pickle  # noqa: F401 (older name)
 from stackgan.data.layouts import read_index
 from stackgan.data.negatives import hard_wrong_captions, other_images
 from stackgan.data.packed import is_pack, read_pack
