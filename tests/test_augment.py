@@ -136,8 +136,11 @@ def test_train_with_ada_logs_p_and_resumes_it(tiny_shapes, tmp_path):
     rec = [json.loads(line) for line in (tmp_path / "run" / "stats.jsonl").read_text().splitlines()]
     assert all(0.0 <= r["ada_p"] <= 1.0 for r in rec) and "ada_rt" in rec[-1]
     ckpt = load_checkpoint(tmp_path / "run" / "checkpoint-latest.pt")
-    assert ckpt["extra"]["ada_p"] == rec[-1]["ada_p"]
-    ckpt["extra"]["ada_p"] = 0.75  # a resume continues from the saved probability
+    assert ckpt["ada_p"] == rec[-1]["ada_p"]
+    # a resume continues from the saved probability, also from a checkpoint of the earlier
+    # format (before issue 29), which kept it in an "extra" dict
+    del ckpt["ada_p"]
+    ckpt["extra"] = {"ada_p": 0.75}
     torch.save(ckpt, tmp_path / "run" / "checkpoint-latest.pt")
     more = tiny_config(tiny_shapes, **{**over, "train.total_iters": 4, "loss.ada_kimg": 1000.0})
     train(more, tmp_path / "run", resume=tmp_path / "run" / "checkpoint-latest.pt")

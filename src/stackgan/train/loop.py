@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -21,9 +19,8 @@ from torch import nn
 from stackgan.augment import AdaptiveAugment, make_augment
 from stackgan.checkpoint import export_generator
 from stackgan.config import ExperimentConfig
-from stackgan.data.negatives import wrong_text
-from stackgan.train import superres
-from stackgan.train.ema import standing_stats, update_ema
+from stackgan.train.ema import standing_stats
+from stackgan.train.iteration import Runtime, iteration, iters_per_epoch
 from stackgan.train.monitor import MetricMonitor
 from stackgan.train.rundir import (
     BEST_EXPORT,
@@ -43,7 +40,6 @@ from stackgan.train.state import (
     restore_state,
     save_state,
 )
-from stackgan.train.steps import Augment, Autocast, d_step, g_step
 from stackgan.train.ticks import SampleGrid, StatsLog, TickStats, write_config
 from stackgan.utils.cache import remove_stale_temporaries
 from stackgan.utils.distributed import (
@@ -51,7 +47,6 @@ from stackgan.utils.distributed import (
     barrier,
     init_distributed,
     mean_across,
-    rank_slice,
     shutdown,
 )
 from stackgan.utils.runtime import autocast_factory, resolve_device, seed_everything
@@ -112,18 +107,6 @@ def train(
         shutdown()
 
 
-@dataclass
-class _Runtime:
-    """How the run computes: device, mixed precision, memory layout, D input augmentation."""
-
-    device: torch.device
-    autocast: Autocast
-    memory_format: torch.memory_format
-    augment: Augment | None
-    dist: DistInfo
-    ada: AdaptiveAugment | None = None  # loss.ada_target: augment is this, with its p
-
-
 def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None, info: DistInfo) -> Path:
     tc = cfg.train
 
@@ -134,7 +117,7 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None, info
     seed_everything(tc.seed)
     fmt = torch.channels_last if tc.channels_last else torch.contiguous_format
     augment = make_augment(cfg.loss.augment)
-    rt = _Runtime(device, autocast_factory(device, tc.amp), fmt, augment, info)
+    rt = Runtime(device, autocast_factory(device, tc.amp), fmt, augment, info)
     if cfg.loss.ada_target > 0:
         lc = cfg.loss
         rt.ada = AdaptiveAugment(lc.augment, lc.ada_target, lc.ada_interval, lc.ada_kimg)
@@ -165,7 +148,7 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None, info
     if not info.is_main:  # rank 0 fits and saves the image matcher; the others read it
         barrier(info)
     if rt.ada is not None:  # a resumed run continues with its augmentation probability
-        rt.ada.p = float(state.extra.get("ada_p", 0.0))
+        rt.ada.p = state.ada_p
     matcher = image_matcher(cfg, run_dir, data, device, augment)  # (fitted fully augmented)
     if info.is_main:
         barrier(info)
@@ -199,7 +182,7 @@ def _fit(
     data: TrainData,
     state: TrainState,
     matcher: nn.Module | None,
-    rt: _Runtime,
+    rt: Runtime,
     resumed: bool,
 ) -> None:
     """Iterate to ``train.total_iters`` (or the time budget), with a tick every
@@ -219,6 +202,7 @@ def _fit(
         from tqdm import tqdm
 
         pbar = tqdm(total=tc.total_iters, initial=state.step, desc=cfg.name, unit="it")
+    ticks = _TickContext(cfg, run_dir, data, state, rt, grid, monitor, log)
     tick_stats = TickStats()
     tick_start = time.time()
     try:
@@ -234,7 +218,7 @@ def _fit(
                 elapsed = time.time() - tick_start
                 if pbar is not None:
                     pbar.set_postfix(d=f"{means['d_loss']:.3f}", g=f"{means.get('g_loss', 0):.3f}")
-                _tick(cfg, run_dir, data, state, rt, grid, monitor, log, means, elapsed / n, done)
+                _tick(ticks, means, elapsed / n, done)
                 tick_start = time.time()
             if out_of_time:
                 logger.info(
@@ -260,24 +244,19 @@ def _out_of_time(cfg: ExperimentConfig, state: TrainState) -> bool:
     return budget_s > 0 and state.train_seconds >= budget_s
 
 
-def _iters_per_epoch(cfg: ExperimentConfig, data: TrainData, rt: _Runtime) -> int:
-    """Iterations per pass over the data at the global batch (train.batch_size x ranks)."""
-    return math.ceil(len(data.ds) / (cfg.train.batch_size * rt.dist.world_size))
-
-
 def _step(
     cfg: ExperimentConfig,
     data: TrainData,
     state: TrainState,
     matcher: nn.Module | None,
-    rt: _Runtime,
+    rt: Runtime,
     tick_stats: TickStats,
 ) -> None:
     """One iteration and its bookkeeping: the step count, the training time (the mean over
     the ranks, so every rank takes the same decisions; one small all-reduce) and the losses,
     kept on the device in ``tick_stats`` (read, and checked for non-finite values, per tick)."""
     iter_start = time.time()
-    stats = _iteration(cfg, data, state, matcher, rt)
+    stats = iteration(cfg, data, state, matcher, rt)
     seconds = mean_across({"s": time.time() - iter_start}, rt.dist)["s"]
     state.step += 1
     state.train_seconds += seconds
@@ -289,7 +268,7 @@ def _fit_quietly(
     data: TrainData,
     state: TrainState,
     matcher: nn.Module | None,
-    rt: _Runtime,
+    rt: Runtime,
 ) -> None:
     """The loop of ranks other than 0: the same iterations, stopping rule and per-tick
     reduction of the losses, no output."""
@@ -303,164 +282,29 @@ def _fit_quietly(
             break
 
 
-def _iteration(
-    cfg: ExperimentConfig,
-    data: TrainData,
-    state: TrainState,
-    matcher: nn.Module | None,
-    rt: _Runtime,
-) -> dict[str, torch.Tensor]:
-    """One iteration: a batch, G's images, each D phase, then the G phase and the EMA."""
-    tc, oc, lc = cfg.train, cfg.optim, cfg.loss
-    ds, step = data.ds, state.step
-    # 1. the batch: a fresh shuffle each epoch, reproducible from the step. Every rank draws
-    # the same global batch (train.batch_size per rank) and trains on its own slice of it
-    world = rt.dist.world_size
-    gb = tc.batch_size * world
-    epoch, pos = divmod(step, _iters_per_epoch(cfg, data, rt))
-    perm_gen = torch.Generator().manual_seed(tc.seed * 1_000_003 + epoch)
-    perm = torch.randperm(len(ds), generator=perm_gen)
-    idx = perm[pos * gb : (pos + 1) * gb]
-    if len(idx) < 2 * world or len(idx) % world:  # a partial last batch: a full one instead
-        idx = perm[:gb]
-    lr_scale = oc.lr_decay_factor ** (epoch // max(oc.lr_decay_epochs, 1))  # halved per 100 ep.
-    state.set_lr(oc.g_lr * lr_scale, oc.d_lr * lr_scale)
-    batch = ds.sample(idx, data.sizes, state.data_gen)
-    reals = [
-        im.to(rt.device, non_blocking=True).contiguous(memory_format=rt.memory_format)
-        for im in batch.images
-    ]
-    # 2. the text: right captions, and mismatched ones for the matching-aware D
-    text = wrong = None
-    if data.emb is not None and data.text is not None:
-        assert batch.caption_idx is not None and batch.wrong_caption_idx is not None
-        text = data.emb[batch.caption_idx.to(rt.device)]
-        wrong = wrong_text(
-            data.text,
-            idx,
-            batch.caption_idx,
-            batch.wrong_caption_idx,
-            data.emb,
-            state.data_gen,
-            wrong_candidates=lc.wrong_candidates,
-            swap_negatives=lc.swap_negatives,
-            swap_emb=data.swap_emb,
-            swap_ok=data.swap_ok,
-            swap_variants=lc.swap_variants,
-        )
-    z = torch.randn(len(idx), cfg.model.z_dim, device=rt.device)
-    eps = None  # one process: G draws the CA noise itself, the same numbers
-    if rt.dist.enabled and text is not None:
-        # every rank draws the global batch's CA noise and keeps its slice, as for z (a v1
-        # Stage-II then uses one draw for both stages, as sampling does)
-        eps = torch.randn(len(idx), cfg.model.cond_dim, device=rt.device)
-    mine = rank_slice(len(idx), rt.dist)  # (all of it in one process)
-    reals, z = [r[mine] for r in reals], z[mine]
-    if text is not None and wrong is not None:
-        text, wrong = text[mine], wrong[mine]
-    if eps is not None:
-        eps = eps[mine]
-    # 3. G's images, once: every D phase trains on them (detached), then the G phase; during a
-    # D warm-up no G step follows, so under DDP G runs without a graph to reduce
-    g_update = step >= tc.d_warmup_iters
-    sr = None
-    with rt.autocast(), torch.set_grad_enabled(g_update or not rt.dist.enabled):
-        if superres.uses_superres(cfg):  # v1 Stage-II on real pairs and/or crops
-            sr = superres.config_images(cfg, state, z, text, eps, reals[-1], rt.memory_format)
-            out, reals = sr.out, [sr.real]
-        else:
-            out = state.g_phase.trained(z, text, eps)
-    fakes = out.images[-len(state.d_phases) :]  # v1 Stage-II: D sees only the 256 image
-    stats: dict[str, torch.Tensor] = {}
-    r1_gamma = lc.r1_gamma * lc.r1_interval if step % lc.r1_interval == 0 else 0.0  # lazy R1
-    for i, (ph, real, fake) in enumerate(zip(state.d_phases, reals, fakes)):
-        d_stats = d_step(
-            ph.trained,  # type: ignore[arg-type]
-            ph.opt,
-            real,
-            fake,
-            text,
-            wrong,
-            wrong_fake_weight=lc.wrong_fake_weight,
-            uncond_weight=lc.uncond_weight,
-            autocast=rt.autocast,
-            augment=rt.augment,
-            r1_gamma=r1_gamma,
-            scaler=ph.scaler,
-            r1_discriminator=ph.eager,
-        )
-        if rt.ada is not None and i == len(state.d_phases) - 1:  # the finest D's signal
-            rt.ada.observe(d_stats["real_sign"], len(real))
-        suffix = f"_{i}" if len(state.d_phases) > 1 else ""
-        stats.update({f"{k}{suffix}": v for k, v in d_stats.items()})
-    if len(state.d_phases) > 1:
-        # in float64, added in order: the sum of the fp32 values the tick's log has always had
-        total = torch.zeros((), dtype=torch.float64, device=rt.device)
-        for i in range(len(state.d_phases)):
-            total = total + stats[f"d_loss_{i}"].double()
-        stats["d_loss"] = total
-    if g_update:
-        stats.update(_g_phase(cfg, state, out, text, matcher, rt, sr))
-    return stats
+@dataclass
+class _TickContext:
+    """What every tick's maintenance works with: the run, and the outputs it writes (the
+    sample grid, the training metric and model-best, the stats log)."""
+
+    cfg: ExperimentConfig
+    run_dir: Path
+    data: TrainData
+    state: TrainState
+    rt: Runtime
+    grid: SampleGrid
+    monitor: MetricMonitor | None
+    log: StatsLog
 
 
-def _g_phase(
-    cfg: ExperimentConfig,
-    state: TrainState,
-    out: Any,
-    text: torch.Tensor | None,
-    matcher: nn.Module | None,
-    rt: _Runtime,
-    sr: superres.Stage2Batch | None = None,
-) -> dict[str, torch.Tensor]:
-    """The G update, with the discriminators frozen (``requires_grad_(False)``) so that it
-    computes no D parameter gradients, then the EMA."""
-    for ph in state.d_phases:
-        ph.module.requires_grad_(False)
-    try:
-        stats = g_step(
-            state.generator,
-            state.discriminators,
-            state.g_phase.opt,
-            out,
-            text,
-            kl_weight=cfg.loss.kl_weight,
-            uncond_weight=cfg.loss.uncond_weight,
-            color_weight=cfg.loss.effective_color_weight(cfg.model.conditional),
-            lowres_weight=cfg.loss.lowres_weight,
-            autocast=rt.autocast,
-            augment=rt.augment,
-            matcher=matcher,
-            match_weight=cfg.loss.match_weight,
-            scaler=state.g_phase.scaler,
-            recon=(sr.target, sr.is_real) if sr is not None and sr.target is not None else None,
-            recon_weight=cfg.loss.recon_weight,
-        )
-    finally:
-        for ph in state.d_phases:
-            ph.module.requires_grad_(True)
-    update_ema(state.g_ema, state.generator, cfg.train.ema_decay)
-    return stats
-
-
-def _tick(
-    cfg: ExperimentConfig,
-    run_dir: Path,
-    data: TrainData,
-    state: TrainState,
-    rt: _Runtime,
-    grid: SampleGrid,
-    monitor: MetricMonitor | None,
-    log: StatsLog,
-    means: dict[str, float],
-    sec_per_iter: float,
-    done: bool,
-) -> None:
+def _tick(ctx: _TickContext, means: dict[str, float], sec_per_iter: float, done: bool) -> None:
     """Maintenance: the tick's stats, the metric (and model-best), the grid, and on snapshot
     ticks the checkpoint and the export."""
+    cfg, run_dir, data, state, rt = ctx.cfg, ctx.run_dir, ctx.data, ctx.state, ctx.rt
+    monitor = ctx.monitor
     tc, oc = cfg.train, cfg.optim
     tick = state.step // tc.tick_iters
-    epoch = (state.step - 1) // _iters_per_epoch(cfg, data, rt)
+    epoch = (state.step - 1) // iters_per_epoch(cfg, data, rt)
     record = {
         "step": state.step,
         "epoch": epoch,
@@ -471,7 +315,7 @@ def _tick(
     }
     if rt.ada is not None:
         record.update(ada_p=rt.ada.p, ada_rt=rt.ada.r_t)
-        state.extra["ada_p"] = rt.ada.p
+        state.ada_p = rt.ada.p
     if tc.standing_stats:  # (update_ema puts G's statistics back at the next iteration)
         standing_stats(
             state.g_ema, data.emb, cfg.model.z_dim, tc.standing_stats, tc.batch_size, tc.seed
@@ -484,11 +328,11 @@ def _tick(
             export_generator(
                 run_dir / BEST_EXPORT, state.g_ema.state_dict(), cfg, text_encoder=data.text_encoder
             )
-    log.write(record, means)
+    ctx.log.write(record, means)
     logger.info(
         "step %d  %s", state.step, "  ".join(f"{k}={v:.4f}" for k, v in sorted(means.items()))
     )
-    grid.save(state.g_ema, state.step, rt.autocast)
+    ctx.grid.save(state.g_ema, state.step, rt.autocast)
     if tick % tc.snapshot_ticks == 0 or done:
         state.metric_best = None if monitor is None else monitor.best_state()
         save_state(run_dir / LATEST, cfg, state)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +38,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Phase:
-    """One update of the alternation: ``module`` trained by ``opt`` every ``interval``
-    iterations. ``name`` is ``D0``, ``D1``, ... or ``G``."""
+    """One update of the alternation: ``module`` trained by ``opt`` every iteration.
+    ``name`` is ``D0``, ``D1``, ... or ``G``."""
 
     name: str
     module: nn.Module
     opt: torch.optim.Optimizer
-    interval: int = 1
     scaler: torch.amp.GradScaler | None = None  # fp16 only: its own loss scale per optimiser
     wrapped: nn.Module | None = None  # under torchrun: the DistributedDataParallel wrapper
     compiled: nn.Module | None = None  # train.compile: torch.compile of the above
@@ -79,7 +78,7 @@ class TrainState:
     step: int = 0
     train_seconds: float = 0.0  # in training iterations (no tick maintenance), across resumes
     metric_best: Any = None  # the best training-metric score so far, carried across resumes
-    extra: dict[str, Any] = field(default_factory=dict)  # plain data saved with the state (ada_p)
+    ada_p: float = 0.0  # ADA's augmentation probability, carried across resumes
 
     @property
     def discriminators(self) -> list[BaseDiscriminator]:
@@ -145,7 +144,7 @@ def save_state(path: Path, cfg: ExperimentConfig, state: TrainState) -> None:
         },
         metric_best=state.metric_best,
         train_seconds=state.train_seconds,
-        extra=state.extra,
+        ada_p=state.ada_p,
     )
 
 
@@ -192,7 +191,8 @@ def _restore(ckpt: dict[str, Any], used: Path, cfg: ExperimentConfig, state: Tra
         state.data_gen.set_state(ckpt["rng"]["data"])
     state.metric_best = ckpt.get("metric_best")
     state.train_seconds = float(ckpt.get("train_seconds", 0.0))
-    state.extra = dict(ckpt.get("extra") or {})  # e.g. ADA's augmentation probability
+    # checkpoints written before issue 29 keep ADA's probability in an "extra" dict
+    state.ada_p = float(ckpt.get("ada_p", (ckpt.get("extra") or {}).get("ada_p", 0.0)))
     state.step = int(ckpt["step"])
 
 
