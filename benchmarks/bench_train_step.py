@@ -1,9 +1,11 @@
 """Training-step speed of StackGAN v1 and v2 under different numerics, as ratios to eager fp32.
 
-Measures one full iteration (G forward, D step on the three pairs for every discriminator, G step)
-on random data, for the CPU-sized `shapes` preset widths and, with --paper, the paper's widths.
-Every figure is a ratio against the fp32 / contiguous baseline measured in the same run on the
-same machine.
+Times the networks' part of what `stackgan train` runs per iteration,
+``stackgan.train.iteration.train_step`` (G's images once, the D step on the three pairs for
+every discriminator, the G step with the discriminators frozen, the EMA), on a state built
+through the library (``build_state``) from a config of the CPU-sized `shapes` preset widths
+and, with --paper, the paper's widths; the inputs are random (no data loading). Every figure
+is a ratio against the fp32 / contiguous baseline measured in the same run on the same machine.
 
     python benchmarks/bench_train_step.py                # shapes widths, CPU or GPU
     python benchmarks/bench_train_step.py --paper --device cuda --compile
@@ -13,17 +15,18 @@ same machine.
 from __future__ import annotations
 
 import argparse
-import contextlib
+import copy
 import platform
 import time
 
 import torch
 
-from stackgan.models.discriminator import Discriminator
-from stackgan.models.v1 import Stage1Generator, Stage2Generator
-from stackgan.models.v2 import TreeGenerator
+from stackgan.config import load_config
+from stackgan.models.registry import build_discriminators, build_generator, image_sizes
+from stackgan.train.iteration import Runtime, StepInputs, train_step
 from stackgan.train.matching import ImageMatcher
-from stackgan.train.steps import d_step, g_step
+from stackgan.train.state import TrainState, build_state, compile_phases
+from stackgan.utils.distributed import DistInfo
 from stackgan.utils.runtime import autocast_factory
 
 # configs/v1_shapes_stage{1,2}.yaml and configs/v2_shapes_3branch.yaml; the papers' widths
@@ -32,39 +35,59 @@ PAPER = {"ngf": 128, "ndf": 64, "ngf2": 128, "ndf2": 64, "res": 4, "v2_ngf": 64,
 SHAPES_V2_RES, PAPER_V2_RES = 1, 2
 
 
-def build(stage: str, w: dict[str, int], paper: bool, text_dim: int = 384):
-    """(generator, discriminators, their sizes) for "1", "2" (v1 stages) or "v2" (3 branches)."""
+def overrides(stage: str, w: dict[str, int], paper: bool, amp: str, match: bool) -> list[str]:
+    """The config of "1", "2" (v1 stages) or "v2" (3 branches) at widths ``w`` (MiniLM text,
+    384-d; N_z 100, N_g 128)."""
+    over = {"text.encoder": "minilm", "text.dim": 384, "model.z_dim": 100, "model.cond_dim": 128}
+    over |= {"model.disc_text_dim": 128, "model.stage1_img_size": 64, "train.amp": amp}
     if stage == "v2":
         res = PAPER_V2_RES if paper else SHAPES_V2_RES
-        g = TreeGenerator(text_dim, 100, 128, w["v2_ngf"], 3, res, 64)
-        sizes = [64, 128, 256]
-        return g, [Discriminator(s, text_dim, w["v2_ndf"], 128, True, 3) for s in sizes], sizes
-    g1 = Stage1Generator(text_dim, 100, 128, w["ngf"], 64)
-    if stage == "1":
-        return g1, [Discriminator(64, text_dim, w["ndf"], 128)], [64]
-    g2 = Stage2Generator(g1, 128, w["ngf2"], w["res"], 256)
-    return g2, [Discriminator(256, text_dim, w["ndf2"], 128, uncond=True)], [256]
+        over |= {"model.version": "v2", "model.num_branches": 3, "model.num_res_blocks": res}
+        over |= {"model.ngf": w["v2_ngf"], "model.ndf": w["v2_ndf"]}
+    else:
+        over |= {"model.version": "v1", "model.stage": int(stage), "model.ngf": w["ngf"]}
+        over |= {"model.ndf": w["ndf"], "model.ngf2": w["ngf2"], "model.ndf2": w["ndf2"]}
+        over |= {"model.num_res_blocks": w["res"], "model.stage2_img_size": 256}
+    if match:
+        over["loss.match_weight"] = 1.0
+    return [f"{k}={v}" for k, v in over.items()]
+
+
+def build(
+    over: list[str], device: torch.device, channels_last: bool, amp: str
+) -> tuple[TrainState, Runtime, list[int]]:
+    """The training state (networks, optimisers, scalers) ``stackgan train`` builds for this
+    config (a v1 Stage-II's Stage-I freshly initialised instead of loaded), its runtime and
+    the discriminators' sizes."""
+    cfg = load_config(None, over)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    g = build_generator(cfg).to(device, memory_format=fmt).train()
+    ds = [d.to(device, memory_format=fmt).train() for d in build_discriminators(cfg)]
+    state = build_state(cfg, g, copy.deepcopy(g).eval().requires_grad_(False), ds, device)
+    rt = Runtime(device, autocast_factory(device, amp), fmt, None, DistInfo())
+    return state, rt, image_sizes(cfg)
 
 
 def time_step(
     stage, widths, paper, batch, device, amp, channels_last, compile_, iters, warmup, match=False
 ):
     torch.manual_seed(0)
-    g, ds, sizes = build(stage, widths, paper)
+    over = overrides(stage, widths, paper, amp, match)
+    cfg = load_config(None, over)
+    state, rt, sizes = build(over, device, channels_last, amp)
     matcher = ImageMatcher(384).to(device).eval().requires_grad_(False) if match else None
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    g.to(device, memory_format=fmt).train()
-    for d in ds:
-        d.to(device, memory_format=fmt).train()
     if compile_:
-        g = torch.compile(g)
-        ds = [torch.compile(d) for d in ds]
-    go = torch.optim.Adam([p for p in g.parameters() if p.requires_grad], 2e-4, betas=(0.5, 0.999))
-    dos = [torch.optim.Adam(d.parameters(), 2e-4, betas=(0.5, 0.999)) for d in ds]
-    ac = autocast_factory(device, amp) if amp != "off" else contextlib.nullcontext
-    z = torch.randn(batch, 100, device=device)
+        compile_phases(state, "default")
     t = torch.randn(batch, 384, device=device)
-    reals = [torch.rand(batch, 3, s, s, device=device).contiguous(memory_format=fmt) for s in sizes]
+    inputs = StepInputs(
+        reals=[
+            torch.rand(batch, 3, s, s, device=device).contiguous(memory_format=rt.memory_format)
+            for s in sizes
+        ],
+        z=torch.randn(batch, 100, device=device),
+        text=t,
+        wrong=t.roll(1, 0),
+    )
 
     def sync():
         if device.type == "cuda":
@@ -74,11 +97,8 @@ def time_step(
         if i == warmup:
             sync()
             t0 = time.perf_counter()
-        with ac():
-            out = g(z, t)
-        for d, do, real, fake in zip(ds, dos, reals, out.images[-len(ds) :]):
-            d_step(d, do, real, fake, t, t.roll(1, 0), autocast=ac)
-        g_step(g, ds, go, out, t, autocast=ac, matcher=matcher, match_weight=1.0)
+        train_step(cfg, state, inputs, matcher, rt)
+        state.step += 1
     sync()
     return (time.perf_counter() - t0) / iters
 

@@ -11,8 +11,10 @@ and thrown away at the next ``zero_grad``); and every step reads its losses on t
 
 Both sides use this project's networks (same widths, batch and losses: the matching-aware D
 loss, the non-saturating G loss and the KL term), so the ratio is the implementation, not the
-architecture. "ours" is the project's own step (``stackgan.train.steps``: D frozen during the G
-step, fused Adam on CUDA, losses read once per tick) in a chosen precision and memory format.
+architecture. "ours" is the project's own step, the one `stackgan train` runs
+(``stackgan.train.iteration.train_step`` on a state built by ``stackgan.train.state.build_state``:
+D frozen during the G step, fused Adam on CUDA, the EMA, losses read once per tick) in a chosen
+precision and memory format.
 The two are timed interleaved, iteration by iteration, after a warm-up; medians are printed,
 with each step's FLOPs (``torch.utils.flop_counter``) as a fraction of the machine's measured
 dense matmul peak (a 4096x4096 matmul, fp32 and bf16, timed in the same run).
@@ -26,19 +28,23 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import platform
 import statistics
 import time
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from stackgan.config import ExperimentConfig, load_config
 from stackgan.losses import kl_divergence
 from stackgan.models.discriminator import Discriminator
+from stackgan.models.registry import build_discriminators, build_generator, image_sizes
 from stackgan.models.v1 import Stage1Generator, Stage2Generator
-from stackgan.train.steps import d_step, g_step
+from stackgan.train.iteration import Runtime, StepInputs, train_step
+from stackgan.train.state import TrainState, build_state, compile_phases
+from stackgan.utils.distributed import DistInfo
 from stackgan.utils.runtime import autocast_factory
 
 TEXT_DIM, Z_DIM, COND_DIM = 1024, 100, 128  # the papers' char-CNN-RNN size, N_z, N_g
@@ -99,29 +105,45 @@ def reference_step(
     return [float(v.item()) for v in (err_d, err_real, err_wrong, err_fake, err_g, kl)]
 
 
+def ours_config(stage: int, widths: dict[str, int], amp: str) -> ExperimentConfig:
+    """The config of the networks :func:`build` makes (char-CNN-RNN-sized text, as the papers),
+    for the library to build them, their optimisers and its iteration from."""
+    over = {"text.encoder": "precomputed", "text.dim": TEXT_DIM, "model.z_dim": Z_DIM}
+    over |= {"model.cond_dim": COND_DIM, "model.stage": stage, "model.stage1_img_size": 64}
+    over |= {"model.stage2_img_size": 256, "model.num_res_blocks": widths["res"]}
+    over |= {f"model.{k}": v for k, v in widths.items() if k != "res"}
+    over |= {"model.disc_text_dim": 128, "train.amp": amp}
+    return load_config(None, [f"{k}={v}" for k, v in over.items()])
+
+
+def ours_setup(
+    cfg: ExperimentConfig, device: torch.device, amp: str
+) -> tuple[TrainState, Runtime, int]:
+    """The training state ``stackgan train`` builds for ``cfg`` (channels_last, fused Adam on
+    CUDA; a Stage-II's Stage-I freshly initialised), its runtime and D's image size."""
+    torch.manual_seed(0)
+    fmt = torch.channels_last
+    g = build_generator(cfg).to(device, memory_format=fmt).train()
+    ds = [d.to(device, memory_format=fmt).train() for d in build_discriminators(cfg)]
+    state = build_state(cfg, g, copy.deepcopy(g).eval().requires_grad_(False), ds, device)
+    rt = Runtime(device, autocast_factory(device, amp), fmt, None, DistInfo())
+    return state, rt, image_sizes(cfg)[-1]
+
+
 def ours_step(
-    g: torch.nn.Module,
-    d: Discriminator,
-    g_opt: torch.optim.Optimizer,
-    d_opt: torch.optim.Optimizer,
+    cfg: ExperimentConfig,
+    state: TrainState,
+    rt: Runtime,
     z: torch.Tensor,
     text: torch.Tensor,
     real: torch.Tensor,
-    autocast: Callable[[], contextlib.AbstractContextManager[object]],
-    compiled: tuple[torch.nn.Module, torch.nn.Module] | None = None,
 ) -> None:
-    """One iteration of this project's loop (stackgan.train.loop._iteration without the data):
-    G's images once, the D phase, then the G phase with D frozen. Losses stay on the device.
-    ``compiled``: torch.compile'd (G, D) for G's forward and the D step, as train.compile."""
-    g_run, d_run = compiled or (g, d)
-    with autocast():
-        out = g_run(z, text)
-    d_step(d_run, d_opt, real, out.images[-1], text, text.roll(1, 0), autocast=autocast)
-    d.requires_grad_(False)
-    try:
-        g_step(g, [d], g_opt, out, text, autocast=autocast)
-    finally:
-        d.requires_grad_(True)
+    """One iteration of this project's loop, without the data: the training loop's own
+    ``train_step`` (G's images once, the D phase, the G phase with D frozen, the EMA). Losses
+    stay on the device. With train.compile the phases run compiled (``compile_phases``)."""
+    inputs = StepInputs(reals=[real], z=z, text=text, wrong=text.roll(1, 0))
+    train_step(cfg, state, inputs, None, rt)
+    state.step += 1
 
 
 def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 4096, reps: int = 3) -> float:
@@ -185,9 +207,9 @@ def main() -> None:
     peaks = {dt: matmul_peak(device, dt) for dt in (torch.float32, torch.bfloat16)}
     print("matmul peak: " + ", ".join(f"{dt} {p / 1e9:.0f} GFLOP/s" for dt, p in peaks.items()))
     ref = _setup(args.stage, widths, device, False, False, False)
-    ours = _setup(args.stage, widths, device, True, cuda, None)
-    autocast = autocast_factory(device, args.amp)
-    amp = "bf16" if autocast is not contextlib.nullcontext else "fp32"
+    cfg = ours_config(args.stage, widths, args.amp)
+    state, rt, _ = ours_setup(cfg, device, args.amp)
+    amp = "bf16" if rt.autocast is not contextlib.nullcontext else "fp32"
     size = ref[4]
     z = torch.randn(args.batch, Z_DIM, device=device)
     text = torch.randn(args.batch, TEXT_DIM, device=device)
@@ -197,24 +219,16 @@ def main() -> None:
     def run_ref() -> None:
         reference_step(*ref[:4], z, text, real)
 
-    compiled = None
-    if args.compile != "off":
-        from torch._inductor import list_mode_options
-
-        opts = {**list_mode_options(args.compile), "fallback_random": True}
-        compiled = (torch.compile(ours[0], options=opts), torch.compile(ours[1], options=opts))
-
     def run_ours() -> None:
-        ours_step(*ours[:4], z, text, real_cl, autocast, compiled)
-
-    def run_ours_eager() -> None:  # the same arithmetic, counted without the compiler
-        ours_step(*ours[:4], z, text, real_cl, autocast)
+        ours_step(cfg, state, rt, z, text, real_cl)
 
     flops = {}
-    for label, fn in (("reference", run_ref), ("ours", run_ours_eager)):
+    for label, fn in (("reference", run_ref), ("ours", run_ours)):  # ours still eager here
         with FlopCounterMode(display=False) as fc:
             fn()
         flops[label] = fc.get_total_flops()
+    if args.compile != "off":  # as train.compile: each phase's module compiled in this mode
+        compile_phases(state, args.compile)
     times: dict[str, list[float]] = {"reference": [], "ours": []}
     for i in range(args.warmup + args.iters):
         for label, fn in (("reference", run_ref), ("ours", run_ours)):
