@@ -41,7 +41,7 @@ from stackgan.cli import main
 from stackgan.data.dataset import TextImageDataset
 from stackgan.data.io import DatasetError
 from stackgan.errors import TrainingError
-from stackgan.train import loop as train_loop
+from stackgan.train import iteration as train_iteration
 from stackgan.train import make_run_dir, train
 from stackgan.train.rundir import RunDirError
 from stackgan.utils.cache import WriteError
@@ -119,7 +119,7 @@ def test_nan_in_a_weight_stops_training_and_keeps_the_previous_export(
     shutil.copytree(tiny_run, run)
     export_before = (run / "model.safetensors").read_bytes()
     latest_before = (run / "checkpoint-latest.pt").read_bytes()
-    real_g_step = train_loop.g_step
+    real_g_step = train_iteration.g_step
 
     def poisoned_g_step(generator, *args, **kwargs):
         out = real_g_step(generator, *args, **kwargs)
@@ -127,7 +127,7 @@ def test_nan_in_a_weight_stops_training_and_keeps_the_previous_export(
             next(generator.parameters()).view(-1)[0] = float("nan")
         return out
 
-    monkeypatch.setattr(train_loop, "g_step", poisoned_g_step)
+    monkeypatch.setattr(train_iteration, "g_step", poisoned_g_step)
     cfg = tiny_config(tiny_shapes, **{"train.total_iters": 5})
     with pytest.raises((TrainingError, CheckpointError), match="non-finite"):
         train(cfg, run, resume=run / "checkpoint-latest.pt")

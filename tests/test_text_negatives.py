@@ -12,7 +12,7 @@ from stackgan.text.negatives import (
     color_swapped_captions,
     swap_color,
 )
-from stackgan.train import loop, train
+from stackgan.train import iteration, train
 
 from .conftest import tiny_config
 
@@ -87,13 +87,13 @@ def _swap_variants_fed_to_d(tiny_shapes, run, monkeypatch, variants, iters):
     """Train with every wrong caption a colour swap; for each (right, wrong) pair D saw, which
     of the right caption's swapped versions the wrong one is (an assertion error if none)."""
     seen = []
-    real_d_step = loop.d_step
+    real_d_step = iteration.d_step
 
     def spy(d, opt, real, fake, text, wrong, **kw):
         seen.append((text.clone(), wrong.clone()))
         return real_d_step(d, opt, real, fake, text, wrong, **kw)
 
-    monkeypatch.setattr(loop, "d_step", spy)
+    monkeypatch.setattr(iteration, "d_step", spy)
     extra = {"loss.swap_negatives": 1.0, "loss.swap_variants": variants}
     cfg = tiny_config(tiny_shapes, **extra, **{"train.total_iters": iters})
     train(cfg, run)
