@@ -9,7 +9,7 @@ one caption at a time, see :mod:`stackgan.metrics.manifest`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import torch
 from tqdm import tqdm
@@ -24,12 +24,10 @@ def generate_images(
     captions: list[str],
     seed: int = 0,
     batch: int = GEN_BATCH,
-    on_batch: Callable[[list[torch.Tensor]], None] | None = None,
     progress: bool = False,
     desc: str = "generating",
 ) -> Iterator[torch.Tensor]:
-    """Per chunk, the final-stage images (B, 3, S, S) in [-1, 1] for ``captions``;
-    ``on_batch`` sees every stage of each chunk (the report's Stage-I | Stage-II rows)."""
+    """Per chunk, the final-stage images (B, 3, S, S) in [-1, 1] for ``captions``."""
     for s in tqdm(range(0, len(captions), batch), desc=desc, disable=not progress):
         chunk = captions[s : s + batch]
         if sampler.conditional:  # caption s + j of the list draws from seed + s + j
@@ -39,6 +37,4 @@ def generate_images(
             z = torch.cat([draw_noise(*dims, 1, seed + s + j)[0] for j in range(len(chunk))])
             out = sampler(None, num_images=len(chunk), latents=z, output_type="pt")
             stages = list(out.stage_images)
-        if on_batch is not None:
-            on_batch(stages)
         yield stages[-1]

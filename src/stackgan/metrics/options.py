@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,7 +53,6 @@ class MetricOptions:
         further captions of each image); a metric name's count overrides it.
     detector: the Inception pool3 network (built on first use and kept in ``cache``, with the
         real features, so a training run pays for them once).
-    on_batch: sees every stage of each generated chunk (``stackgan eval``'s report).
     matcher: ``r_precision``'s trained text-image model (``stackgan text-encoder train``);
         "" : the generator's own text encoder when it is one.
     is_classifier: ``is``'s classifier instead of the dataset's pool3 head (a TorchScript
@@ -71,7 +70,6 @@ class MetricOptions:
     seed: int = 0
     progress: bool = False
     detector: torch.nn.Module | None = None
-    on_batch: Callable[[list[torch.Tensor]], None] | None = None
     matcher: str = ""
     is_classifier: str = ""
     max_train: int = 0
@@ -171,7 +169,7 @@ def generated(opts: MetricOptions, need_features: bool) -> dict[str, Any]:
 
     def batches() -> Iterator[torch.Tensor]:
         for images in generate_images(
-            opts.sampler, captions, opts.seed, GEN_BATCH, opts.on_batch, opts.progress
+            opts.sampler, captions, opts.seed, GEN_BATCH, progress=opts.progress
         ):
             finals.extend(to_uint8(images))
             yield images
