@@ -10,6 +10,8 @@ is a ratio against the fp32 / contiguous baseline measured in the same run on th
     python benchmarks/bench_train_step.py                # shapes widths, CPU or GPU
     python benchmarks/bench_train_step.py --paper --device cuda --compile
     python benchmarks/bench_train_step.py --match --only 1   # + the matching loss on G
+    python benchmarks/bench_train_step.py --config configs/v1_birds_stage1_cpu.yaml \
+        --set model.d_type=projected --batch 32,64 --compile   # a preset as it trains
 """
 
 from __future__ import annotations
@@ -54,12 +56,12 @@ def overrides(stage: str, w: dict[str, int], paper: bool, amp: str, match: bool)
 
 
 def build(
-    over: list[str], device: torch.device, channels_last: bool, amp: str
+    over: list[str], device: torch.device, channels_last: bool, amp: str, config: str | None = None
 ) -> tuple[TrainState, Runtime, list[int]]:
     """The training state (networks, optimisers, scalers) ``stackgan train`` builds for this
     config (a v1 Stage-II's Stage-I freshly initialised instead of loaded), its runtime and
     the discriminators' sizes."""
-    cfg = load_config(None, over)
+    cfg = load_config(config, over)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     g = build_generator(cfg).to(device, memory_format=fmt).train()
     ds = [d.to(device, memory_format=fmt).train() for d in build_discriminators(cfg)]
@@ -69,22 +71,43 @@ def build(
 
 
 def time_step(
-    stage, widths, paper, batch, device, amp, channels_last, compile_, iters, warmup, match=False
+    stage,
+    widths,
+    paper,
+    batch,
+    device,
+    amp,
+    channels_last,
+    compile_,
+    iters,
+    warmup,
+    match=False,
+    config=None,
+    sets=(),
 ):
+    """Seconds per training iteration; ``config`` (a preset's path, with ``sets``) replaces the
+    widths-derived config, its matching loss included when the preset has one."""
     torch.manual_seed(0)
-    over = overrides(stage, widths, paper, amp, match)
-    cfg = load_config(None, over)
-    state, rt, sizes = build(over, device, channels_last, amp)
-    matcher = ImageMatcher(384).to(device).eval().requires_grad_(False) if match else None
+    if config is not None:
+        over = [*sets, f"train.amp={amp}"]
+        cfg = load_config(config, over)
+        match = cfg.loss.match_weight > 0
+        state, rt, sizes = build(over, device, channels_last, amp, config)
+    else:
+        over = overrides(stage, widths, paper, amp, match)
+        cfg = load_config(None, over)
+        state, rt, sizes = build(over, device, channels_last, amp)
+    dim = cfg.text.dim
+    matcher = ImageMatcher(dim).to(device).eval().requires_grad_(False) if match else None
     if compile_:
         compile_phases(state, "default")
-    t = torch.randn(batch, 384, device=device)
+    t = torch.randn(batch, dim, device=device)
     inputs = StepInputs(
         reals=[
             torch.rand(batch, 3, s, s, device=device).contiguous(memory_format=rt.memory_format)
             for s in sizes
         ],
-        z=torch.randn(batch, 100, device=device),
+        z=torch.randn(batch, cfg.model.z_dim, device=device),
         text=t,
         wrong=t.roll(1, 0),
     )
@@ -112,7 +135,13 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--only", default="", help="comma list of 1, 2, v2 (default: all)")
     ap.add_argument("--match", action="store_true", help="also time the matching loss on G")
+    ap.add_argument("--config", help="time this preset (its widths, D and losses) instead")
+    ap.add_argument("--set", action="append", default=[], help="KEY=VALUE on --config")
+    ap.add_argument("--batch", default="", help="with --config: comma list (default: its own)")
     args = ap.parse_args()
+    if args.config:
+        preset_main(args)
+        return
     device = torch.device(args.device)
     widths = PAPER if args.paper else SHAPES
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
@@ -155,6 +184,46 @@ def main() -> None:
                 f"  {name:36s} {s * 1000:9.1f} ms/it   speed-up x{base / s:5.2f}   "
                 f"{batch / s:8.1f} img/s"
             )
+
+
+def preset_main(args: argparse.Namespace) -> None:
+    """Time one preset as it trains: precisions, torch.compile and batch sizes, each as a
+    ratio of images per second against fp32 channels_last at the preset's own batch."""
+    device = torch.device(args.device)
+    cfg = load_config(args.config, args.set)
+    batches = [int(b) for b in args.batch.split(",")] if args.batch else [cfg.train.batch_size]
+    print(
+        f"machine: {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}"
+    )
+    print(f"preset: {args.config} {' '.join(args.set)}")
+    variants = [
+        ("fp32 channels_last (baseline)", "off", False),
+        ("bf16 channels_last", "bf16", False),
+    ]
+    if args.compile:
+        variants += [("fp32 + compile", "off", True), ("bf16 + compile", "bf16", True)]
+    base = None
+    for batch in batches:
+        print(f"\nbatch {batch}:")
+        for name, amp, comp in variants:
+            s = time_step(
+                str(cfg.model.stage),
+                None,
+                False,
+                batch,
+                device,
+                amp,
+                True,
+                comp,
+                args.iters,
+                args.warmup,
+                config=args.config,
+                sets=args.set,
+            )
+            ips = batch / s
+            base = base or ips
+            print(f"  {name:32s} {s * 1000:9.1f} ms/it  {ips:7.1f} img/s  x{ips / base:5.2f}")
 
 
 if __name__ == "__main__":
