@@ -5,6 +5,8 @@ model's example sentences (``stackgan.pretrained.PRETRAINED[model].examples``).
 
     python scripts/model_gallery.py --model birds --out docs/images/birds-gallery.jpg \
         --stage1-out docs/images/birds-gallery-64.png
+    python scripts/model_gallery.py --model flowers --out docs/images/flowers-gallery.jpg \
+        --stages-out docs/images/flowers-branches
     python scripts/model_gallery.py --model runs/flowers-cond/model-best.safetensors \
         --samples 4 --per-row 2 --out docs/images/flowers-cpu-samples.png \
         "a photo of a rose" "a photo of a sunflower"
@@ -32,6 +34,11 @@ def main() -> None:
     ap.add_argument("--model", default="birds", help="a bundled model's name or an export")
     ap.add_argument("--out", required=True, help="the final-stage figure (.png or .jpg)")
     ap.add_argument("--stage1-out", default="", help="the first stage's figure (.png)")
+    ap.add_argument(
+        "--stages-out",
+        default="",
+        help="every stage's figure (a v2 tree's branches): PREFIX-<size>.png for each",
+    )
     ap.add_argument("--samples", type=int, default=3, help="samples per caption")
     ap.add_argument("--per-row", type=int, default=1, help="captions per row")
     ap.add_argument("--seed", type=int, default=0)
@@ -41,6 +48,8 @@ def main() -> None:
     captions = [c for c in sentences for _ in range(args.samples)]
     stages = [to_uint8(s) for s in sampler.generate(sampler.encode_text(captions), seed=args.seed)]
     outs = [(stages[-1], args.out)] + ([(stages[0], args.stage1_out)] if args.stage1_out else [])
+    if args.stages_out:
+        outs += [(s, f"{args.stages_out}-{s[0].shape[0]}.png") for s in stages]
     for images, path in outs:
         grid = make_grid(np.stack(images), nrow=args.samples * args.per_row)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
