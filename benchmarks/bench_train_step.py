@@ -70,35 +70,16 @@ def build(
     return state, rt, image_sizes(cfg)
 
 
-def time_step(
-    stage,
-    widths,
-    paper,
-    batch,
-    device,
-    amp,
-    channels_last,
-    compile_,
-    iters,
-    warmup,
-    match=False,
-    config=None,
-    sets=(),
-):
-    """Seconds per training iteration; ``config`` (a preset's path, with ``sets``) replaces the
-    widths-derived config, its matching loss included when the preset has one."""
+def time_step(over, batch, device, amp, channels_last, compile_, iters, warmup, config=None):
+    """Seconds per training iteration of the config ``over`` (on the preset ``config`` when
+    given), the matching loss on G included when the config has one."""
     torch.manual_seed(0)
-    if config is not None:
-        over = [*sets, f"train.amp={amp}"]
-        cfg = load_config(config, over)
-        match = cfg.loss.match_weight > 0
-        state, rt, sizes = build(over, device, channels_last, amp, config)
-    else:
-        over = overrides(stage, widths, paper, amp, match)
-        cfg = load_config(None, over)
-        state, rt, sizes = build(over, device, channels_last, amp)
+    cfg = load_config(config, over)
+    state, rt, sizes = build(over, device, channels_last, amp, config)
     dim = cfg.text.dim
-    matcher = ImageMatcher(dim).to(device).eval().requires_grad_(False) if match else None
+    matcher = None
+    if cfg.loss.match_weight > 0:
+        matcher = ImageMatcher(dim).to(device).eval().requires_grad_(False)
     if compile_:
         compile_phases(state, "default")
     t = torch.randn(batch, dim, device=device)
@@ -166,19 +147,8 @@ def main() -> None:
         base = None
         print(f"\n{label} step, batch {batch}:")
         for name, amp, cl, comp, match in variants:
-            s = time_step(
-                stage,
-                widths,
-                args.paper,
-                batch,
-                device,
-                amp,
-                cl,
-                comp,
-                args.iters,
-                args.warmup,
-                match,
-            )
+            over = overrides(stage, widths, args.paper, amp, match)
+            s = time_step(over, batch, device, amp, cl, comp, args.iters, args.warmup)
             base = base or s
             print(
                 f"  {name:36s} {s * 1000:9.1f} ms/it   speed-up x{base / s:5.2f}   "
@@ -207,19 +177,9 @@ def preset_main(args: argparse.Namespace) -> None:
     for batch in batches:
         print(f"\nbatch {batch}:")
         for name, amp, comp in variants:
+            over = [*args.set, f"train.amp={amp}"]
             s = time_step(
-                str(cfg.model.stage),
-                None,
-                False,
-                batch,
-                device,
-                amp,
-                True,
-                comp,
-                args.iters,
-                args.warmup,
-                config=args.config,
-                sets=args.set,
+                over, batch, device, amp, True, comp, args.iters, args.warmup, args.config
             )
             ips = batch / s
             base = base or ips
