@@ -143,11 +143,56 @@ def test_steps_and_r1_take_patch_logits(random_weights):
     assert r1_penalty(d, real, t).shape == ()
 
 
+def test_random_square_crops_are_parts_of_each_image():
+    from stackgan.models.projected import random_square_crops
+
+    torch.manual_seed(0)
+    img = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8).requires_grad_(True)
+    out = random_square_crops(img, 4)
+    assert out.shape == (2, 3, 4, 4)
+    for i in range(2):  # a contiguous square of image i: its top-left pixel fixes the rest
+        y, x = divmod(int(out[i, 0, 0, 0]) - i * 192, 8)
+        assert torch.equal(out[i], img[i, :, y : y + 4, x : x + 4])
+    out.sum().backward()  # the gradient reaches exactly the cropped pixels
+    assert img.grad is not None and int(img.grad.sum()) == 2 * 3 * 16
+
+
+def test_d_crop_builds_heads_for_the_crop_and_judges_squares(random_weights):
+    cfg = tiny_config(
+        BIRDS,
+        **{
+            "model.version": "v2",
+            "model.num_branches": 2,
+            "model.stage1_img_size": 32,
+            "model.stage2_img_size": 64,
+            "model.d_type": "projected",
+            "model.d_crop": 32,
+        },
+    )
+    d32, d64 = build_discriminators(cfg)
+    assert (d32.crop, d64.crop) == (0, 32)  # the 32 px branch is whole already
+    assert d64.feature_size == 32
+    # the 64 px D's heads are the 32 px D's: the same patch count, from 64 px input
+    t = torch.randn(2, cfg.text.dim)
+    assert d64(torch.randn(2, 3, 64, 64), t).shape == d32(torch.randn(2, 3, 32, 32), t).shape
+    # each call judges squares at new places, so two calls on the same images differ
+    x = torch.randn(2, 3, 64, 64)
+    torch.manual_seed(1)
+    a = d64(x, t)
+    torch.manual_seed(2)
+    b = d64(x, t)
+    assert not torch.allclose(a, b)
+
+
 def test_projected_config_checks():
     with pytest.raises(ConfigError, match="d_spectral_norm"):
         load_config(None, ["model.d_type=projected", "model.d_spectral_norm=true"])
     with pytest.raises(ConfigError, match="d_feature_size"):
         load_config(None, ["model.d_feature_size=16"])
+    with pytest.raises(ConfigError, match="d_crop"):
+        load_config(None, ["model.d_crop=128"])  # the stackgan D has no crop
+    with pytest.raises(ConfigError, match="d_crop"):
+        load_config(None, ["model.d_type=projected", "model.d_crop=16"])
 
 
 def test_one_training_iteration_with_the_projected_d(random_weights, tiny_shapes, tmp_path):

@@ -201,3 +201,69 @@ def test_unconditional_training_measures_fid_and_keeps_the_best(tiny_shapes, tmp
     stats = json.loads((tmp_path / "run" / "stats.jsonl").read_text().splitlines()[0])
     assert stats["metric/fid6"] == recs[0]["results"]["fid6"] > 0
     assert (tmp_path / "run" / "model-best.safetensors").exists()
+
+
+def test_tree_on_crops_draws_the_same_pixels_as_the_whole_image_inside_the_square():
+    """With batch statistics frozen (eval mode), the last branch run on a square of its input
+    gives the whole image's pixels there, except a border as wide as its receptive field."""
+    from stackgan.models.v2 import TreeGenerator
+
+    torch.manual_seed(0)
+    g = TreeGenerator(16, ngf=8, num_branches=3, num_res_blocks=1, base_size=16).eval()
+    z, t = torch.randn(2, 100), torch.randn(2, 16)
+    eps = torch.randn(2, 128)
+    whole = g(z, t, eps)
+    corners = torch.tensor([[0, 32], [16, 8]])
+    part = g(z, t, eps, crop=(32, corners))
+    assert [im.shape[-1] for im in part.images] == [16, 32, 32]
+    assert part.coarse_crop is not None and part.coarse_crop.shape == (2, 3, 16, 16)
+    assert torch.equal(part.images[0], whole.images[0])  # the coarser branches are whole
+    m = 8  # the last branch's receptive field, in its output pixels
+    for i, (y, x) in enumerate(corners.tolist()):
+        assert torch.allclose(
+            part.images[-1][i, :, m:-m, m:-m],
+            whole.images[-1][i, :, y + m : y + 32 - m, x + m : x + 32 - m],
+            atol=1e-5,
+        )
+        assert torch.equal(
+            part.coarse_crop[i], whole.images[1][i, :, y // 2 : y // 2 + 16, x // 2 : x // 2 + 16]
+        )
+    with pytest.raises(ValueError, match="leaves"):
+        g(z, t, eps, crop=(32, torch.tensor([[0, 40], [0, 0]])))
+
+
+@pytest.mark.parametrize("d_type", ["stackgan", "projected"])
+def test_v2_trains_its_last_branch_on_crops_and_samples_whole_images(
+    tiny_shapes, tmp_path, d_type, monkeypatch
+):
+    if d_type == "projected":  # random frozen weights: no package needed
+        from stackgan.models import efficientnet
+
+        from .test_projected import random_lite0_state
+
+        monkeypatch.setattr(efficientnet, "load_weights", lambda path=None: random_lite0_state())
+    extra = {"train.crop": 32, "model.d_type": d_type, "loss.color_weight": 1.0}
+    if d_type == "projected":  # the frozen network needs 32 px or more
+        extra["model.d_feature_size"] = 32
+    cfg = tiny_config(tiny_shapes, **V2, **extra)
+    export = train(cfg, tmp_path / "run")
+    rec = json.loads((tmp_path / "run" / "stats.jsonl").read_text().splitlines()[-1])
+    assert {"d_real_2", "g_adv_2", "cc_mean_2"} <= set(rec)
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoint-latest.pt")
+    assert ckpt["step"] == cfg.train.total_iters
+    sampler = Text2ImageSampler.from_pretrained(export)
+    assert [im.shape[-1] for im in sampler.generate(torch.randn(2, cfg.text.dim), seed=0)] == [
+        16,
+        32,
+        64,
+    ]
+
+
+def test_tree_crop_options_are_checked(tiny_shapes):
+    from stackgan.config import ConfigError
+
+    for crop in (64, 24, 4):  # the whole last image; not a power of two; below 8
+        with pytest.raises(ConfigError, match=r"train\.crop"):
+            tiny_config(tiny_shapes, **V2, **{"train.crop": crop})
+    with pytest.raises(ConfigError, match="2 or more branches"):
+        tiny_config(tiny_shapes, **{**V2, "model.num_branches": 1}, **{"train.crop": 8})

@@ -112,6 +112,10 @@ class ModelConfig:
     # (Projected GAN, Sauer et al. 2021; stackgan.models.projected), from stackgan[projected].
     d_type: Literal["stackgan", "projected"] = "stackgan"
     d_feature_size: int = 0  # projected: images are resized to this for the frozen net; 0 = as is
+    # Not in the papers: the projected D judges random squares of this many pixels of images
+    # larger than it (v2: the 256 px branch), at (d_crop / size)^2 of the frozen net's cost; 0 =
+    # whole images. G still draws, and the colour term still compares, whole images.
+    d_crop: int = 0
     stage1_img_size: int = 64  # v1 Stage-I output; v2: the first branch's resolution
     stage2_img_size: int = 256
     stage1_checkpoint: str = ""  # stage 2: the Stage-I checkpoint, export or bundled name
@@ -168,6 +172,11 @@ class ModelConfig:
             raise ConfigError("model.conditional: false (unconditional mode) needs version v2")
         if self.d_feature_size and not 32 <= self.d_feature_size <= MAX_IMG_SIZE:
             raise ConfigError(f"model.d_feature_size must be 0 or in 32..{MAX_IMG_SIZE}")
+        if self.d_crop and (self.d_type != "projected" or not 32 <= self.d_crop <= MAX_IMG_SIZE):
+            raise ConfigError(
+                f"model.d_crop must be 0 or in 32..{MAX_IMG_SIZE}, with model.d_type: projected; "
+                f"got {self.d_crop} with d_type {self.d_type!r}"
+            )
         if self.d_type == "projected" and (self.d_spectral_norm or self.d_projection):
             raise ConfigError(
                 "model.d_spectral_norm and d_projection are options of the stackgan D; the "
@@ -365,6 +374,9 @@ class TrainConfig:
     # matching crop of its low-resolution input (its text is tiled spatially, so it does not
     # depend on the size) and D, built for this size, judges crops; a step costs about
     # (crop / stage2_img_size)^2 of a whole image's. Sampling always makes whole images.
+    # StackGAN++ (v2): the tree's last branch draws only a square of this size (its input cut
+    # to the matching square) and its D judges squares of the photos; the other branches and
+    # the colour term (against the same square of the branch before) are as before.
     crop: int = 0
 
     def __post_init__(self) -> None:
@@ -420,14 +432,26 @@ class ExperimentConfig:
     def _check_stage2_training(self) -> None:
         m, t = self.model, self.train
         v1_stage2 = m.version == "v1" and m.stage == 2
-        if (t.sr_real_fraction > 0 or t.crop or self.loss.recon_weight > 0) and not v1_stage2:
+        tree = m.version == "v2" and m.num_branches > 1
+        if (t.sr_real_fraction > 0 or self.loss.recon_weight > 0) and not v1_stage2:
             raise ConfigError(
-                "train.sr_real_fraction, train.crop and loss.recon_weight are for v1 Stage-II "
+                "train.sr_real_fraction and loss.recon_weight are for v1 Stage-II "
                 "(model.version v1, model.stage 2)"
+            )
+        if t.crop and not (v1_stage2 or tree):
+            raise ConfigError(
+                "train.crop is for v1 Stage-II or a StackGAN++ tree of 2 or more branches"
             )
         if self.loss.recon_weight > 0 and t.sr_real_fraction == 0:
             raise ConfigError("loss.recon_weight needs train.sr_real_fraction > 0 (real pairs)")
-        if t.crop:
+        if t.crop and tree:
+            last = m.stage1_img_size * 2 ** (m.num_branches - 1)
+            if t.crop & (t.crop - 1) or not 8 <= t.crop < last:
+                raise ConfigError(
+                    f"train.crop must be a power of two in 8..{last // 2} (below the last "
+                    f"branch's {last} px), got {t.crop}"
+                )
+        elif t.crop:
             ratio = m.stage2_img_size // m.stage1_img_size
             in_crop = t.crop // max(ratio, 1)
             if t.crop & (t.crop - 1) or not 8 <= t.crop <= m.stage2_img_size or in_crop % 4:

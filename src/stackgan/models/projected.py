@@ -67,6 +67,17 @@ class ScaleHead(nn.Module):
         return logits
 
 
+def random_square_crops(img: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, C, S, S) -> (B, C, size, size): a square at an independent random place in each
+    image (the global generator, as the augmentations). Differentiable in ``img``."""
+    b, s = img.shape[0], img.shape[-1]
+    ys = torch.randint(0, s - size + 1, (b,)).tolist()
+    xs = torch.randint(0, s - size + 1, (b,)).tolist()
+    return torch.stack(
+        [img[i, :, y : y + size, x : x + size] for i, (y, x) in enumerate(zip(ys, xs))]
+    )
+
+
 class FeatureDiscriminator(BaseDiscriminator):
     """Matching-aware patch discriminator on frozen EfficientNet-Lite0 features.
 
@@ -81,6 +92,10 @@ class FeatureDiscriminator(BaseDiscriminator):
             0 = ``img_size``. At 64 px the deepest features are 2x2; 128 gives 4x4.
         backbone: a built feature network to share (e.g. between the branches of a tree);
             None builds one from the package's weights.
+        crop: when > 0 and smaller than ``img_size``, D judges a random ``crop``-pixel square
+            of each image (a new place for every image and call) instead of the whole: the
+            frozen network's cost falls by (crop / img_size)^2, and a 256 px branch is still
+            judged at full resolution, a part at a time. The heads are built for the crop.
     """
 
     def __init__(
@@ -92,12 +107,18 @@ class FeatureDiscriminator(BaseDiscriminator):
         uncond: bool = False,
         feature_size: int = 0,
         backbone: EfficientNetLite0Features | None = None,
+        crop: int = 0,
     ) -> None:
         super().__init__()
         self.img_size, self.text_dim = img_size, text_dim
-        self.feature_size = feature_size or img_size
+        if crop < 0:
+            raise ValueError(f"crop must be >= 0, got {crop}")
+        self.crop = crop if 0 < crop < img_size else 0
+        self.feature_size = feature_size or self.crop or img_size
         if self.feature_size < 32:
-            raise ValueError(f"feature_size must be at least 32 (stride 32), got {feature_size}")
+            raise ValueError(
+                f"feature_size must be at least 32 (stride 32), got {self.feature_size}"
+            )
         self.backbone = backbone if backbone is not None else EfficientNetLite0Features()
         self.text_fc: nn.Module | None = None
         if text_dim:
@@ -116,7 +137,9 @@ class FeatureDiscriminator(BaseDiscriminator):
         """(B, 3, S, S) -> each head's code (B, ndf, s, s)."""
         if img.shape[-1] != self.img_size or img.shape[-2] != self.img_size:
             raise ValueError(f"expected {self.img_size}px images, got {tuple(img.shape)}")
-        if self.feature_size != self.img_size:
+        if self.crop:
+            img = random_square_crops(img, self.crop)
+        if self.feature_size != img.shape[-1]:
             img = F.interpolate(img, size=self.feature_size, mode="bilinear", align_corners=False)
         feats = self.backbone(img)
         return [head.encode(f) for head, f in zip(self.heads, feats)]  # type: ignore[operator]

@@ -75,14 +75,23 @@ def build_discriminators(cfg: ExperimentConfig) -> list[BaseDiscriminator]:
             from stackgan.models.projected import FeatureDiscriminator
 
             return FeatureDiscriminator(
-                size, text_dim, ndf, m.disc_text_dim, uncond, m.d_feature_size, backbone
+                size,
+                text_dim,
+                ndf,
+                m.disc_text_dim,
+                uncond,
+                m.d_feature_size,
+                backbone,
+                m.d_crop,
             )
         return Discriminator(
             size, text_dim, ndf, m.disc_text_dim, uncond, kernel, m.d_spectral_norm, m.d_projection
         )
 
-    if m.version == "v2":
-        return [disc(size, _text_dim(cfg), m.ndf, True) for size in image_sizes(cfg)]
+    if m.version == "v2":  # under train.crop the last D judges crops of that size
+        sizes = image_sizes(cfg)
+        sizes[-1] = cfg.train.crop or sizes[-1]
+        return [disc(size, _text_dim(cfg), m.ndf, True) for size in sizes]
     ndf, uncond = (m.ndf, False) if m.stage == 1 else (m.ndf2, True)
     # Stage-II on crops (train.crop): D judges crops of that size
     size = cfg.train.crop if m.stage == 2 and cfg.train.crop else image_sizes(cfg)[0]

@@ -33,11 +33,15 @@ SKIP_CLAMP = 0.999  # skip mode: the Stage-I image is clamped inside (-1, 1) bef
 @dataclass
 class GeneratorOutput:
     """images: one (B, 3, S, S) tensor in [-1, 1] per stage, lowest resolution first.
-    mu, logvar: (B, cond_dim) of each Conditioning Augmentation, for the KL term."""
+    mu, logvar: (B, cond_dim) of each Conditioning Augmentation, for the KL term.
+    coarse_crop: see below; None when the images are whole."""
 
     images: list[torch.Tensor]
     mus: list[torch.Tensor]
     logvars: list[torch.Tensor]
+    # StackGAN++ trained on crops (train.crop): the last image is a crop, and this is the
+    # last-but-one image cut to the same region, for the terms that compare consecutive scales
+    coarse_crop: torch.Tensor | None = None
 
 
 class Stage1Generator(nn.Module):

@@ -113,8 +113,16 @@ class TreeGenerator(nn.Module):
         z: torch.Tensor,
         text_emb: torch.Tensor | None = None,
         ca_noise: torch.Tensor | None = None,
+        crop: tuple[int, torch.Tensor] | None = None,
     ) -> GeneratorOutput:
-        """z (B, z_dim), text_emb (B, text_dim) or None -> one (B, 3, S, S) image per branch."""
+        """z (B, z_dim), text_emb (B, text_dim) or None -> one (B, 3, S, S) image per branch.
+
+        ``crop`` = (size, corners (B, 2) of even (y, x) pixels) draws only that square of the
+        last branch's image, for training on crops: the later branches are convolutional with
+        the condition tiled, so the last one runs on the matching square of its input, at
+        (size / S)^2 of its cost. The output then also has ``coarse_crop``, the last-but-one
+        image cut to that region.
+        """
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"z must be (B, {self.z_dim}), got {tuple(z.shape)}")
         # 1. conditioning augmentation (or z itself in unconditional mode)
@@ -127,11 +135,27 @@ class TreeGenerator(nn.Module):
             c, mus, logvars, code = z, [], [], z
         # 2. F_0 projects to 4x4 and upsamples to base_size
         h = self.fc(code).view(-1, self.base_ch, BASE_SIZE, BASE_SIZE)  # (B, ngf*base/4, 4, 4)
-        images = []
+        images: list[torch.Tensor] = []
+        coarse_crop = None
+        last = len(self.heads) - 1
         for i, (join, branch, head) in enumerate(zip(self.joins, self.branches, self.heads)):
+            if crop is not None and i == last > 0:  # the last branch on a square of its input
+                h = _crop_squares(h, crop[1] // 2, crop[0] // 2)
+                coarse_crop = _crop_squares(images[-1], crop[1] // 2, crop[0] // 2)
             # 3. F_i (i > 0) re-reads the condition at its own resolution
             if i > 0:
                 h = join(torch.cat([h, tile(c, h.shape[-1])], dim=1))  # (B, ch, S, S)
             h = branch(h)  # (B, ch', S_i, S_i)
             images.append(head(h))  # (B, 3, S_i, S_i)
-        return GeneratorOutput(images, mus, logvars)
+        return GeneratorOutput(images, mus, logvars, coarse_crop)
+
+
+def _crop_squares(x: torch.Tensor, corners: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, C, S, S) -> (B, C, size, size): the square at ``corners[i]`` = (y, x) of image i."""
+    if corners.shape != (x.shape[0], 2):
+        raise ValueError(f"crop corners must be ({x.shape[0]}, 2), got {tuple(corners.shape)}")
+    if int(corners.min()) < 0 or int(corners.max()) + size > min(x.shape[-2:]):
+        raise ValueError(f"a {size}px crop at these corners leaves the {x.shape[-1]}px image")
+    return torch.stack(
+        [x[i, :, y : y + size, xx : xx + size] for i, (y, xx) in enumerate(corners.tolist())]
+    )

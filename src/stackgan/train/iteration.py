@@ -151,6 +151,8 @@ def train_step(
                 cfg, state, inputs.z, text, inputs.eps, reals[-1], rt.memory_format
             )
             out, reals = sr.out, [sr.real]
+        elif cfg.model.version == "v2" and cfg.train.crop:  # the last branch on crops
+            out, reals = tree_crop_images(cfg, state, inputs)
         else:
             out = state.g_phase.trained(inputs.z, text, inputs.eps)
     fakes = out.images[-len(state.d_phases) :]  # v1 Stage-II: D sees only the 256 image
@@ -185,6 +187,22 @@ def train_step(
     if g_update:
         stats.update(_g_phase(cfg, state, out, text, matcher, rt, sr))
     return stats
+
+
+def tree_crop_images(
+    cfg: ExperimentConfig, state: TrainState, inputs: StepInputs
+) -> tuple[Any, list[torch.Tensor]]:
+    """StackGAN++ with ``train.crop``: G draws a random ``crop``-pixel square of its last
+    branch's image (a new place per image, from the data stream's generator), and the last D's
+    real images are squares of the photos at places of their own (D compares the two
+    distributions of squares; nothing needs the places to match)."""
+    crop, gen = cfg.train.crop, state.data_gen
+    real = inputs.reals[-1]
+    b, size = real.shape[0], real.shape[-1]
+    corners = torch.randint(0, (size - crop) // 2 + 1, (b, 2), generator=gen) * 2  # even
+    out = state.g_phase.trained(inputs.z, inputs.text, inputs.eps, crop=(crop, corners))
+    real_crops = superres.random_crops(real, real, crop, gen)[1]
+    return out, [*inputs.reals[:-1], real_crops]
 
 
 def _g_phase(

@@ -205,6 +205,8 @@ def g_step(
     # branches, or v1's frozen Stage-I image and the Stage-II image
     for i in range(1, len(out.images)):
         fine, coarse = out.images[i], out.images[i - 1]
+        if i == len(out.images) - 1 and out.coarse_crop is not None:  # the tree on crops
+            coarse = out.coarse_crop
         if color_weight > 0:
             cc, terms = color_consistency(fine, coarse, color_weight)
             loss = loss + cc

@@ -148,7 +148,8 @@ def recon_loss(fake: torch.Tensor, target: torch.Tensor, is_real: torch.Tensor) 
 
 def uses_superres(cfg: ExperimentConfig) -> bool:
     """Whether a run's Stage-II iterations go through :func:`stage2_images`."""
-    return cfg.train.sr_real_fraction > 0 or cfg.train.crop > 0
+    v1 = cfg.model.version == "v1"
+    return v1 and (cfg.train.sr_real_fraction > 0 or cfg.train.crop > 0)
 
 
 def config_images(
