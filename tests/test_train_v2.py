@@ -205,31 +205,46 @@ def test_unconditional_training_measures_fid_and_keeps_the_best(tiny_shapes, tmp
 
 def test_tree_on_crops_draws_the_same_pixels_as_the_whole_image_inside_the_square():
     """With batch statistics frozen (eval mode), the last branch run on a square of its input
-    gives the whole image's pixels there, except a border as wide as its receptive field."""
+    gives the whole image's pixels there, except a border as wide as its receptive field; the
+    square one input pixel away does not match (the weights are spread so the image varies)."""
+    from torch import nn
+
     from stackgan.models.v2 import TreeGenerator
 
     torch.manual_seed(0)
     g = TreeGenerator(16, ngf=8, num_branches=3, num_res_blocks=1, base_size=16).eval()
+    for mod in g.modules():  # He-scaled convs and uneven statistics: a textured image
+        if isinstance(mod, nn.Conv2d):
+            nn.init.normal_(mod.weight, 0, (2 / (mod.in_channels * 9)) ** 0.5)
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.running_mean.normal_(0, 0.1)
+            mod.running_var.uniform_(0.5, 1.5)
     z, t = torch.randn(2, 100), torch.randn(2, 16)
     eps = torch.randn(2, 128)
-    whole = g(z, t, eps)
-    corners = torch.tensor([[0, 32], [16, 8]])
-    part = g(z, t, eps, crop=(32, corners))
+    with torch.no_grad():
+        whole = g(z, t, eps)
+        corners = torch.tensor([[0, 32], [16, 8]])
+        part = g(z, t, eps, crop=(32, corners))
+    assert whole.images[-1].std() > 0.2
     assert [im.shape[-1] for im in part.images] == [16, 32, 32]
     assert part.coarse_crop is not None and part.coarse_crop.shape == (2, 3, 16, 16)
     assert torch.equal(part.images[0], whole.images[0])  # the coarser branches are whole
     m = 8  # the last branch's receptive field, in its output pixels
+
+    def inner(i: int, y: int, x: int) -> torch.Tensor:
+        return whole.images[-1][i, :, y + m : y + 32 - m, x + m : x + 32 - m]
+
     for i, (y, x) in enumerate(corners.tolist()):
-        assert torch.allclose(
-            part.images[-1][i, :, m:-m, m:-m],
-            whole.images[-1][i, :, y + m : y + 32 - m, x + m : x + 32 - m],
-            atol=1e-5,
-        )
-        assert torch.equal(
-            part.coarse_crop[i], whole.images[1][i, :, y // 2 : y // 2 + 16, x // 2 : x // 2 + 16]
-        )
+        got = part.images[-1][i, :, m:-m, m:-m]
+        assert torch.allclose(got, inner(i, y, x), atol=1e-5)
+        coarse = whole.images[1][i, :, y // 2 : y // 2 + 16, x // 2 : x // 2 + 16]
+        assert torch.equal(part.coarse_crop[i], coarse)
+    # negative control: the square 2 output pixels (1 input pixel) to the side differs
+    assert (part.images[-1][0, :, m:-m, m:-m] - inner(0, 0, 30)).abs().max() > 0.02
     with pytest.raises(ValueError, match="leaves"):
         g(z, t, eps, crop=(32, torch.tensor([[0, 40], [0, 0]])))
+    with pytest.raises(ValueError, match="even"):
+        g(z, t, eps, crop=(32, torch.tensor([[1, 0], [0, 0]])))
 
 
 @pytest.mark.parametrize("d_type", ["stackgan", "projected"])
@@ -267,3 +282,36 @@ def test_tree_crop_options_are_checked(tiny_shapes):
             tiny_config(tiny_shapes, **V2, **{"train.crop": crop})
     with pytest.raises(ConfigError, match="2 or more branches"):
         tiny_config(tiny_shapes, **{**V2, "model.num_branches": 1}, **{"train.crop": 8})
+
+
+def test_tree_on_crops_matches_the_text_on_the_whole_image_before_the_square(tiny_shapes):
+    from torch import nn
+
+    from stackgan.models.registry import build_discriminators, build_generator
+    from stackgan.train.steps import g_step
+
+    cfg = tiny_config(tiny_shapes, **V2, **{"train.crop": 16})  # branches 16, 32, 64 px
+    g, ds = build_generator(cfg), build_discriminators(cfg)
+    seen = []
+
+    class Matcher(nn.Module):  # records what it reads
+        def forward(self, img):
+            seen.append(tuple(img.shape[-2:]))
+            return img.float().mean((2, 3)).repeat(1, cfg.text.dim // 3 + 1)[:, : cfg.text.dim]
+
+    t = torch.randn(4, cfg.text.dim)
+    out = g(torch.randn(4, cfg.model.z_dim), t, crop=(16, torch.zeros(4, 2, dtype=torch.long)))
+    assert out.images[-1].shape[-1] == 16
+    opt = torch.optim.Adam(g.parameters(), 1e-3)
+    stats = g_step(g, ds, opt, out, t, matcher=Matcher(), match_weight=1.0)
+    assert seen == [(32, 32)]  # the whole 32 px image, not the 16 px square of the 64 px one
+    assert torch.isfinite(stats["match"])
+
+
+def test_resuming_with_another_crop_names_train_crop(tiny_shapes, tmp_path):
+    from stackgan.checkpoint import CheckpointError
+
+    train(tiny_config(tiny_shapes, **V2, **{"train.crop": 32}), tmp_path / "run")
+    cfg = tiny_config(tiny_shapes, **V2, **{"train.total_iters": 2})
+    with pytest.raises(CheckpointError, match=r"train\.crop 32 .* --set train\.crop=32"):
+        train(cfg, tmp_path / "run", resume=tmp_path / "run" / "checkpoint-latest.pt")

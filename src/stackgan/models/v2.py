@@ -140,6 +140,8 @@ class TreeGenerator(nn.Module):
         last = len(self.heads) - 1
         for i, (join, branch, head) in enumerate(zip(self.joins, self.branches, self.heads)):
             if crop is not None and i == last > 0:  # the last branch on a square of its input
+                if crop[0] % 2 or bool((crop[1] % 2).any()):
+                    raise ValueError("the crop size and corners must be even (output pixels)")
                 h = _crop_squares(h, crop[1] // 2, crop[0] // 2)
                 coarse_crop = _crop_squares(images[-1], crop[1] // 2, crop[0] // 2)
             # 3. F_i (i > 0) re-reads the condition at its own resolution

@@ -217,12 +217,15 @@ def image_matcher(
         logger.info("image matcher from %s", path)
         return load_image_matcher(path, device)
     bs, sizes = cfg.train.batch_size, data.sizes
+    tree_crop = cfg.model.version == "v2" and bool(cfg.train.crop)
+    if tree_crop:  # the matching loss reads the whole image before the cropped branch
+        sizes = sizes[:-1]
 
     def sample(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.randint(len(ds), (bs,), generator=gen)
         caps = ds.random_captions(idx, gen)
         images = ds.images_at(idx, sizes[-1:], gen)[0]
-        if cfg.train.crop:  # fitted on crops of the size G's crops will have
+        if cfg.train.crop and not tree_crop:  # v1 Stage-II: fitted on crops like G's
             images = random_crops(images, images, cfg.train.crop, gen)[1]
         return images, emb[caps.to(emb.device)]
 

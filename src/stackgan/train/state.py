@@ -174,7 +174,16 @@ def _restore(ckpt: dict[str, Any], used: Path, cfg: ExperimentConfig, state: Tra
     state.generator.load_state_dict(ckpt["generator"])
     state.g_ema.load_state_dict(ckpt["generator_ema"])
     for d, d_state in zip(state.discriminators, ckpt["discriminators"], strict=True):
-        d.load_state_dict(d_state)
+        try:
+            d.load_state_dict(d_state)
+        except RuntimeError:
+            if old.train.crop != cfg.train.crop:  # it sizes the last D: name it, not the shapes
+                raise CheckpointError(
+                    f"{used} was trained with train.crop {old.train.crop} and this config has "
+                    f"{cfg.train.crop}, which builds a different discriminator; resume with "
+                    f"--set train.crop={old.train.crop}"
+                ) from None
+            raise
     state.g_phase.opt.load_state_dict(ckpt["optimizers"]["generator"])
     for ph, o_state in zip(state.d_phases, ckpt["optimizers"]["discriminators"], strict=True):
         ph.opt.load_state_dict(o_state)

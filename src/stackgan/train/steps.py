@@ -216,8 +216,11 @@ def g_step(
             loss = loss + lowres_weight * lr
             res[f"lowres_{i}"] = lr.detach()
     if matcher is not None and text is not None and match_weight > 0:
+        # the final image; for a tree on crops, the whole image before the square (the matcher
+        # reads 64 px anyway, and a square can cut the object the caption names away)
+        final = out.images[-2] if out.coarse_crop is not None else out.images[-1]
         with autocast():
-            emb = matcher(aug(out.images[-1]))
+            emb = matcher(aug(final))
         match, acc = info_nce(emb, text)
         loss = loss + match_weight * match
         res.update(match=match.detach(), match_top1=acc.detach())
