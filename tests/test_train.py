@@ -302,6 +302,47 @@ def test_ema_update():
     assert torch.equal(a.weight, b.weight)
 
 
+def test_ema_ramp_up_starts_as_a_copy_and_reaches_the_decay():
+    import math
+
+    from stackgan.train.ema import ramped_decay
+
+    assert ramped_decay(0.999, 0.0, 0) == 0.999  # off
+    assert ramped_decay(0.0, 0.05, 10) == 0.0  # a plain copy stays one
+    assert ramped_decay(0.999, 0.05, 0) < 1e-5  # a half-life of 0.05 its: G itself
+    # half-life 0.05 * 1000 = 50 iterations at iteration 999
+    assert math.isclose(ramped_decay(0.999, 0.05, 999), 0.5 ** (1 / 50))
+    decays = [ramped_decay(0.999, 0.05, s) for s in range(0, 30_000, 500)]
+    assert decays == sorted(decays)  # it only lengthens
+    assert (
+        decays[-1]
+        == ramped_decay(0.999, 0.05, 10**9)
+        == 0.5 ** (1 / (math.log(0.5) / math.log(0.999)))
+    )
+    assert math.isclose(decays[-1], 0.999)
+    with pytest.raises(ConfigError, match="ema_rampup"):
+        load_config(None, ["train.ema_rampup=2"])
+
+
+def test_ema_ramp_up_keeps_g_ema_near_g_early_in_a_run(tiny_shapes, tmp_path):
+    """Three iterations from scratch: with the ramp-up g_ema is (almost) the trained G; with
+    the plain 0.999 decay it is still (almost) the initialisation."""
+    out = {}
+    for rampup in (0.0, 0.05):
+        cfg = tiny_config(
+            tiny_shapes,
+            **{"train.total_iters": 3, "train.ema_decay": 0.999, "train.ema_rampup": rampup},
+        )
+        train(cfg, tmp_path / f"r{rampup}")
+        ck = torch.load(tmp_path / f"r{rampup}" / "checkpoint-latest.pt", weights_only=True)
+        out[rampup] = max(
+            float((ck["generator_ema"][k].float() - v.float()).abs().max())
+            for k, v in ck["generator"].items()
+            if v.is_floating_point()
+        )
+    assert out[0.05] < 0.01 * out[0.0]
+
+
 def test_each_run_logs_to_its_own_folder(tiny_shapes, tmp_path):
     train(tiny_config(tiny_shapes), tmp_path / "a")
     train(tiny_config(tiny_shapes), tmp_path / "b")

@@ -315,6 +315,11 @@ class TrainConfig:
     tick_iters: int = 500  # log, sample grid and checkpoint every tick
     snapshot_ticks: int = 1  # write a checkpoint every this many ticks
     ema_decay: float = 0.0  # g_ema = decay * g_ema + (1 - decay) * G; 0 keeps a plain copy
+    # Not in the papers: StyleGAN2-ADA's EMA ramp-up. The average's half-life, in iterations,
+    # is this times the iterations so far, up to ema_decay's own (0.999: 693 its), so a run from
+    # scratch does not average its first, fast-moving weights (and its initialisation) into
+    # g_ema for hours. 0 = off (ema_decay from the start); StyleGAN2-ADA uses 0.05.
+    ema_rampup: float = 0.0
     seed: int = 0
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
     # auto: what measured fastest: bf16 on CPUs with AMX bf16 tiles, else fp32 on the CPU; bf16
@@ -404,6 +409,8 @@ class TrainConfig:
             raise ConfigError("train.total_iters, tick_iters and snapshot_ticks must be >= 1")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError("train.ema_decay must be in [0, 1)")
+        if not 0 <= self.ema_rampup <= 1:
+            raise ConfigError(f"train.ema_rampup must be in [0, 1], got {self.ema_rampup}")
         if not 1 <= self.num_grid_captions <= MAX_GRID_CAPTIONS:
             raise ConfigError(f"train.num_grid_captions must be in 1..{MAX_GRID_CAPTIONS}")
 

@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
+
+
+def ramped_decay(decay: float, rampup: float, step: int) -> float:
+    """The EMA decay at iteration ``step`` (0-based) under StyleGAN2-ADA's ramp-up: a half-life
+    of ``rampup * (step + 1)`` iterations, capped at ``decay``'s own half-life
+    (ln 0.5 / ln decay). ``rampup = 0`` or ``decay = 0`` returns ``decay``."""
+    if rampup <= 0 or decay <= 0:
+        return decay
+    half_life = min(math.log(0.5) / math.log(decay), rampup * (step + 1))
+    return float(0.5 ** (1.0 / half_life))
 
 
 @torch.no_grad()

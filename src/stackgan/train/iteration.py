@@ -21,7 +21,7 @@ from stackgan.augment import AdaptiveAugment
 from stackgan.config import ExperimentConfig
 from stackgan.data.negatives import wrong_text
 from stackgan.train import superres
-from stackgan.train.ema import update_ema
+from stackgan.train.ema import ramped_decay, update_ema
 from stackgan.train.setup import TrainData
 from stackgan.train.state import TrainState
 from stackgan.train.steps import Augment, Autocast, d_step, g_step
@@ -240,5 +240,6 @@ def _g_phase(
     finally:
         for ph in state.d_phases:
             ph.module.requires_grad_(True)
-    update_ema(state.g_ema, state.generator, cfg.train.ema_decay)
+    tc = cfg.train
+    update_ema(state.g_ema, state.generator, ramped_decay(tc.ema_decay, tc.ema_rampup, state.step))
     return stats
