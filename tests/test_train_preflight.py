@@ -70,3 +70,28 @@ def test_a_run_prints_a_short_summary_and_writes_the_full_config(tmp_path, tiny_
     assert "g_lr:" in (run / "config.yaml").read_text()
     assert (run / "model.safetensors").is_file()
     assert Path(run).name == "my-run"  # the folder asked for, not a numbered one
+
+
+def test_a_pack_without_the_metric_size_is_refused_before_training(tmp_path, tiny_shapes):
+    """Training reads a pack at its load size (38 px for a 32 px output with random crops), the
+    metrics read the test photos at the output size: a pack without the latter stops the run
+    at once, not at its first metric tick an hour in (it did, once)."""
+    from stackgan.config import load_config
+    from stackgan.data.packed import pack_dataset
+    from stackgan.train.preflight import preflight
+
+    pack = tmp_path / "s.pack"
+    pack_dataset(tiny_shapes, pack, [38], progress=False)
+    runs = tmp_path / "runs"
+    sets = [*tiny_overrides(tiny_shapes), f"data.root={pack}", "data.random_crop=true"]
+    sets += ["model.version=v2", "model.num_branches=2"]  # 16 and 32 px
+    scored = ["train.metric_ticks=1", "train.metrics=[fid]"]
+    args = [a for o in [*sets, *scored] for a in ("--set", o)]
+    code, out = _train("configs/v1_shapes_stage1.yaml", *args, "--outdir", str(runs))
+    assert code != 0
+    (line,) = _lines(out)
+    assert "holds 38px" in line and "metrics read 32px, 38px" in line, line
+    assert "--sizes 32,38" in line, line
+    assert not runs.exists() or not list(runs.iterdir())
+    # without metrics the pack has all training reads
+    preflight(load_config(None, [*sets, "train.metric_ticks=0"]))

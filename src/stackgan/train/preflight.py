@@ -13,12 +13,13 @@ from pathlib import Path
 
 from stackgan.config import ExperimentConfig
 from stackgan.config_parse import ConfigError
-from stackgan.data.io import DatasetError
+from stackgan.data.io import LOAD_RATIO, DatasetError
 from stackgan.data.layouts import read_index
-from stackgan.data.packed import is_pack
-from stackgan.models.registry import image_sizes
+from stackgan.data.packed import is_pack, read_pack_meta
+from stackgan.models.registry import image_sizes, output_size
 from stackgan.pretrained import resolve_model
 from stackgan.text.base import is_encoder_file
+from stackgan.train.monitor import metric_names
 from stackgan.train.rundir import PREVIOUS
 
 # Where each dataset of the presets comes from, for the error when its folder is missing
@@ -79,11 +80,40 @@ def preflight(cfg: ExperimentConfig, resume: str | Path | None = None) -> Prefli
             raise ConfigError(f"text.encoder {enc}: no such file")
         if enc == "precomputed" and not Path(cfg.text.embeddings_file).is_file():
             raise ConfigError(f"text.embeddings_file {cfg.text.embeddings_file!r}: no such file")
-    if is_pack(root) or not cfg.model.conditional:
+    if is_pack(root):  # (a pack is a captioned split: unconditional runs read folders)
+        if cfg.model.conditional:
+            _check_pack_sizes(cfg, root)
+        return Preflight(None, None)
+    if not cfg.model.conditional:
         return Preflight(None, None)  # (a folder of images: the dataset counts them itself)
     # the split's index: every listed image and caption file is there (no image is decoded)
     index = read_index(root, dc.split, dc.layout, dc.max_images)
     return Preflight(len(index.keys), sum(len(c) for c in index.captions))
+
+
+def _check_pack_sizes(cfg: ExperimentConfig, root: Path) -> None:
+    """A pack holds the images at fixed sizes: the size training loads and, when the run scores
+    itself, the output size of the test split the metrics compare with. A missing one would
+    otherwise stop the run at its first metric tick, an hour or more in."""
+    meta = read_pack_meta(root)
+    have = set(meta["sizes"])
+    sizes = image_sizes(cfg)
+    need = {round(sizes[-1] * LOAD_RATIO) if cfg.data.random_crop else sizes[-1]}
+    scored = cfg.train.metric_ticks > 0 and bool(metric_names(cfg))
+    if scored:
+        need.add(output_size(cfg))
+        if "test" not in meta["splits"]:
+            raise DatasetError(
+                f"{root} has no 'test' split, which train.metrics are measured on "
+                "(set train.metric_ticks=0, or pack the test split too)"
+            )
+    if need - have:
+        what = "training and its metrics read" if scored else "training reads"
+        raise DatasetError(
+            f"{root} holds {', '.join(f'{s}px' for s in sorted(have))} images; {what} "
+            f"{', '.join(f'{s}px' for s in sorted(need))} (repack with --sizes "
+            f"{','.join(map(str, sorted(have | need)))})"
+        )
 
 
 def summary(cfg: ExperimentConfig, config_path: str, found: Preflight) -> list[str]:
