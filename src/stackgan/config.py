@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import yaml
 
+from stackgan.config_checks import check_across_sections
 from stackgan.config_parse import (
     ConfigError as ConfigError,
 )
@@ -426,46 +427,7 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
-        if self.loss.match_weight > 0 and not self.model.conditional:
-            raise ConfigError("loss.match_weight needs text: an unconditional model has none")
-        if self.loss.swap_negatives > 0 and self.text.encoder == "precomputed":
-            raise ConfigError(
-                "loss.swap_negatives needs a text encoder that can encode new captions; "
-                "text.encoder=precomputed only has the stored embeddings"
-            )
-
-        self._check_stage2_training()
-
-    def _check_stage2_training(self) -> None:
-        m, t = self.model, self.train
-        v1_stage2 = m.version == "v1" and m.stage == 2
-        tree = m.version == "v2" and m.num_branches > 1
-        if (t.sr_real_fraction > 0 or self.loss.recon_weight > 0) and not v1_stage2:
-            raise ConfigError(
-                "train.sr_real_fraction and loss.recon_weight are for v1 Stage-II "
-                "(model.version v1, model.stage 2)"
-            )
-        if t.crop and not (v1_stage2 or tree):
-            raise ConfigError(
-                "train.crop is for v1 Stage-II or a StackGAN++ tree of 2 or more branches"
-            )
-        if self.loss.recon_weight > 0 and t.sr_real_fraction == 0:
-            raise ConfigError("loss.recon_weight needs train.sr_real_fraction > 0 (real pairs)")
-        if t.crop and tree:
-            last = m.stage1_img_size * 2 ** (m.num_branches - 1)
-            if t.crop & (t.crop - 1) or not 8 <= t.crop < last:
-                raise ConfigError(
-                    f"train.crop must be a power of two in 8..{last // 2} (below the last "
-                    f"branch's {last} px), got {t.crop}"
-                )
-        elif t.crop:
-            ratio = m.stage2_img_size // m.stage1_img_size
-            in_crop = t.crop // max(ratio, 1)
-            if t.crop & (t.crop - 1) or not 8 <= t.crop <= m.stage2_img_size or in_crop % 4:
-                raise ConfigError(
-                    f"train.crop must be a power of two in 8..{m.stage2_img_size} whose input "
-                    f"crop (crop / {ratio}) is a multiple of 4, got {t.crop}"
-                )
+        check_across_sections(self)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = to_plain(dataclasses.asdict(self))
