@@ -24,12 +24,12 @@ import numpy as np
 import torch
 
 from stackgan.data.io import (
-    LOAD_RATIO,
     Batch,
     DatasetError,
     augment_pyramid,
     cached_images,
     default_cache_dir,
+    load_size,
 )
 from stackgan.data.layouts import read_index
 from stackgan.data.negatives import hard_wrong_captions, other_images
@@ -77,7 +77,7 @@ class TextImageDataset:
         self.img_size = img_size
         self.random_crop = random_crop
         self.random_flip = random_flip
-        self.load_size = round(img_size * LOAD_RATIO) if random_crop else img_size
+        self.load_size = load_size(img_size, random_crop)
 
         packed = None
         if is_pack(self.root):  # one file from `stackgan data pack`: no folder, no decoding

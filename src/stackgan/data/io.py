@@ -24,6 +24,11 @@ from stackgan.utils.textio import TextFileError, read_text_file
 LOAD_RATIO = 76 / 64  # reference code: load at 76 for 64, 304 for 256, then random crop
 
 
+def load_size(img_size: int, random_crop: bool) -> int:
+    """The size images are read at for ``img_size`` px: LOAD_RATIO larger under random crops."""
+    return round(img_size * LOAD_RATIO) if random_crop else img_size
+
+
 BBOX_SCALE = 0.75  # reference code: crop half-side = 0.75 * max(bbox w, bbox h)
 
 

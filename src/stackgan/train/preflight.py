@@ -13,7 +13,7 @@ from pathlib import Path
 
 from stackgan.config import ExperimentConfig
 from stackgan.config_parse import ConfigError
-from stackgan.data.io import LOAD_RATIO, DatasetError
+from stackgan.data.io import DatasetError, load_size
 from stackgan.data.layouts import read_index
 from stackgan.data.packed import is_pack, read_pack_meta
 from stackgan.models.registry import image_sizes, output_size
@@ -98,7 +98,7 @@ def _check_pack_sizes(cfg: ExperimentConfig, root: Path) -> None:
     meta = read_pack_meta(root)
     have = set(meta["sizes"])
     sizes = image_sizes(cfg)
-    need = {round(sizes[-1] * LOAD_RATIO) if cfg.data.random_crop else sizes[-1]}
+    need = {load_size(sizes[-1], cfg.data.random_crop)}
     scored = cfg.train.metric_ticks > 0 and bool(metric_names(cfg))
     if scored:
         need.add(output_size(cfg))
