@@ -80,6 +80,26 @@ class ResBlock(nn.Module):
         return out
 
 
+def crop_squares(x: torch.Tensor, corners: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, C, S, S) -> (B, C, size, size): the square at ``corners[i]`` = (y, x) of image i.
+    Differentiable in ``x``."""
+    if corners.shape != (x.shape[0], 2):
+        raise ValueError(f"crop corners must be ({x.shape[0]}, 2), got {tuple(corners.shape)}")
+    if int(corners.min()) < 0 or int(corners.max()) + size > min(x.shape[-2:]):
+        raise ValueError(f"a {size}px crop at these corners leaves the {x.shape[-1]}px image")
+    return torch.stack(
+        [x[i, :, y : y + size, xx : xx + size] for i, (y, xx) in enumerate(corners.tolist())]
+    )
+
+
+def random_corners(b: int, room: int, gen: torch.Generator | None = None) -> torch.Tensor:
+    """(B, 2) random (y, x) corners in 0..room-1, y drawn for the batch first, then x (from
+    ``gen``, or the global generator when None)."""
+    ys = torch.randint(0, room, (b,), generator=gen)
+    xs = torch.randint(0, room, (b,), generator=gen)
+    return torch.stack([ys, xs], dim=1)
+
+
 def tile(vec: torch.Tensor, size: int) -> torch.Tensor:
     """(B, C) -> (B, C, size, size): a vector repeated over every spatial position."""
     return vec[:, :, None, None].expand(-1, -1, size, size)

@@ -27,7 +27,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from stackgan.models.discriminator import BaseDiscriminator
 from stackgan.models.efficientnet import EfficientNetLite0Features
-from stackgan.models.layers import LEAKY_SLOPE
+from stackgan.models.layers import LEAKY_SLOPE, crop_squares, random_corners
 
 HEAD_END_SIZE = 4  # each head downsamples its feature map to at most 4x4 patches
 
@@ -70,12 +70,7 @@ class ScaleHead(nn.Module):
 def random_square_crops(img: torch.Tensor, size: int) -> torch.Tensor:
     """(B, C, S, S) -> (B, C, size, size): a square at an independent random place in each
     image (the global generator, as the augmentations). Differentiable in ``img``."""
-    b, s = img.shape[0], img.shape[-1]
-    ys = torch.randint(0, s - size + 1, (b,)).tolist()
-    xs = torch.randint(0, s - size + 1, (b,)).tolist()
-    return torch.stack(
-        [img[i, :, y : y + size, x : x + size] for i, (y, x) in enumerate(zip(ys, xs))]
-    )
+    return crop_squares(img, random_corners(img.shape[0], img.shape[-1] - size + 1), size)
 
 
 class FeatureDiscriminator(BaseDiscriminator):

@@ -22,6 +22,7 @@ from stackgan.models.layers import (
     ResBlock,
     UpBlock,
     conv3x3,
+    crop_squares,
     init_weights,
     tile,
 )
@@ -142,22 +143,11 @@ class TreeGenerator(nn.Module):
             if crop is not None and i == last > 0:  # the last branch on a square of its input
                 if crop[0] % 2 or bool((crop[1] % 2).any()):
                     raise ValueError("the crop size and corners must be even (output pixels)")
-                h = _crop_squares(h, crop[1] // 2, crop[0] // 2)
-                coarse_crop = _crop_squares(images[-1], crop[1] // 2, crop[0] // 2)
+                h = crop_squares(h, crop[1] // 2, crop[0] // 2)
+                coarse_crop = crop_squares(images[-1], crop[1] // 2, crop[0] // 2)
             # 3. F_i (i > 0) re-reads the condition at its own resolution
             if i > 0:
                 h = join(torch.cat([h, tile(c, h.shape[-1])], dim=1))  # (B, ch, S, S)
             h = branch(h)  # (B, ch', S_i, S_i)
             images.append(head(h))  # (B, 3, S_i, S_i)
         return GeneratorOutput(images, mus, logvars, coarse_crop)
-
-
-def _crop_squares(x: torch.Tensor, corners: torch.Tensor, size: int) -> torch.Tensor:
-    """(B, C, S, S) -> (B, C, size, size): the square at ``corners[i]`` = (y, x) of image i."""
-    if corners.shape != (x.shape[0], 2):
-        raise ValueError(f"crop corners must be ({x.shape[0]}, 2), got {tuple(corners.shape)}")
-    if int(corners.min()) < 0 or int(corners.max()) + size > min(x.shape[-2:]):
-        raise ValueError(f"a {size}px crop at these corners leaves the {x.shape[-1]}px image")
-    return torch.stack(
-        [x[i, :, y : y + size, xx : xx + size] for i, (y, xx) in enumerate(corners.tolist())]
-    )

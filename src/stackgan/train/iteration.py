@@ -20,6 +20,7 @@ from torch import nn
 from stackgan.augment import AdaptiveAugment
 from stackgan.config import ExperimentConfig
 from stackgan.data.negatives import wrong_text
+from stackgan.models.layers import crop_squares, random_corners
 from stackgan.train import superres
 from stackgan.train.ema import ramped_decay, update_ema
 from stackgan.train.setup import TrainData
@@ -201,7 +202,7 @@ def tree_crop_images(
     b, size = real.shape[0], real.shape[-1]
     corners = torch.randint(0, (size - crop) // 2 + 1, (b, 2), generator=gen) * 2  # even
     out = state.g_phase.trained(inputs.z, inputs.text, inputs.eps, crop=(crop, corners))
-    real_crops = superres.random_crops(real, real, crop, gen)[1]
+    real_crops = crop_squares(real, random_corners(b, size - crop + 1, gen), crop)
     return out, [*inputs.reals[:-1], real_crops]
 
 

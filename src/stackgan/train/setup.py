@@ -19,6 +19,7 @@ from stackgan.data.dataset import TextImageDataset
 from stackgan.data.folder import ImageFolderDataset
 from stackgan.data.layouts import detect_layout, read_index
 from stackgan.models.discriminator import BaseDiscriminator
+from stackgan.models.layers import crop_squares, random_corners
 from stackgan.models.registry import build_discriminators, build_generator, image_sizes
 from stackgan.pretrained import resolve_model
 from stackgan.text.base import is_encoder_file
@@ -27,7 +28,6 @@ from stackgan.text.negatives import color_swapped_captions
 from stackgan.text.trainable import TrainedTextEncoder
 from stackgan.train.matching import fit_image_matcher, load_image_matcher, save_image_matcher
 from stackgan.train.rundir import MATCHER_FILE
-from stackgan.train.superres import random_crops
 
 logger = logging.getLogger(__name__)
 
@@ -226,7 +226,8 @@ def image_matcher(
         caps = ds.random_captions(idx, gen)
         images = ds.images_at(idx, sizes[-1:], gen)[0]
         if cfg.train.crop and not tree_crop:  # v1 Stage-II: fitted on crops like G's
-            images = random_crops(images, images, cfg.train.crop, gen)[1]
+            room = images.shape[-1] - cfg.train.crop + 1
+            images = crop_squares(images, random_corners(len(images), room, gen), cfg.train.crop)
         return images, emb[caps.to(emb.device)]
 
     logger.info("fitting the image matcher (%d steps)", cfg.loss.match_steps)

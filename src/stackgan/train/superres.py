@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stackgan.config import ExperimentConfig
+from stackgan.models.layers import crop_squares, random_corners
 from stackgan.models.v1 import GeneratorOutput
 from stackgan.train.state import TrainState
 
@@ -89,19 +90,8 @@ def random_crops(
     place at its size, ``hi.size / lo.size`` times smaller), one random place per image."""
     ratio = hi.shape[-1] // lo.shape[-1]
     lo_crop = crop // ratio
-    b = lo.shape[0]
-    ys = torch.randint(0, lo.shape[-2] - lo_crop + 1, (b,), generator=gen).tolist()
-    xs = torch.randint(0, lo.shape[-1] - lo_crop + 1, (b,), generator=gen).tolist()
-    lo_c = torch.stack(
-        [lo[i, :, y : y + lo_crop, x : x + lo_crop] for i, (y, x) in enumerate(zip(ys, xs))]
-    )
-    hi_c = torch.stack(
-        [
-            hi[i, :, y * ratio : y * ratio + crop, x * ratio : x * ratio + crop]
-            for i, (y, x) in enumerate(zip(ys, xs))
-        ]
-    )
-    return lo_c.contiguous(), hi_c.contiguous()
+    corners = random_corners(lo.shape[0], lo.shape[-1] - lo_crop + 1, gen)
+    return crop_squares(lo, corners, lo_crop), crop_squares(hi, corners * ratio, crop)
 
 
 def stage2_images(
