@@ -315,3 +315,35 @@ def test_resuming_with_another_crop_names_train_crop(tiny_shapes, tmp_path):
     cfg = tiny_config(tiny_shapes, **V2, **{"train.total_iters": 2})
     with pytest.raises(CheckpointError, match=r"train\.crop 32 .* --set train\.crop=32"):
         train(cfg, tmp_path / "run", resume=tmp_path / "run" / "checkpoint-latest.pt")
+
+
+def test_tree_crop_corners_are_drawn_for_the_global_batch_and_sliced_per_rank(tiny_shapes):
+    """Under torchrun every rank draws the global batch's corners and keeps its slice, so the
+    two ranks' squares together are the one-process run's, and no two ranks crop alike."""
+    import contextlib
+
+    from stackgan.train.iteration import Runtime, next_batch
+    from stackgan.train.setup import build_data, build_networks
+    from stackgan.train.state import build_state
+    from stackgan.utils.distributed import DistInfo
+
+    cpu = torch.device("cpu")
+
+    def corners(batch_size: int, rank: int, world: int) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = tiny_config(tiny_shapes, **V2, **{"train.crop": 32, "train.batch_size": batch_size})
+        g, ds, g_ema = build_networks(cfg, cpu, torch.contiguous_format)
+        state = build_state(cfg, g, g_ema, ds)
+        rt = Runtime(
+            cpu, contextlib.nullcontext, torch.contiguous_format, None, DistInfo(rank, world)
+        )
+        inputs = next_batch(cfg, build_data(cfg, cpu), state, rt)
+        assert inputs.corners is not None and len(inputs.z) == batch_size
+        return inputs.corners
+
+    g_one, real_one = corners(8, 0, 1)
+    (g0, real0), (g1, real1) = corners(4, 0, 2), corners(4, 1, 2)
+    assert torch.equal(torch.cat([g0, g1]), g_one) and torch.equal(
+        torch.cat([real0, real1]), real_one
+    )
+    assert not torch.equal(g0, g1) and not torch.equal(real0, real1)
+    assert int(g_one.max()) <= 32 and not (g_one % 2).any()  # even, inside the 64 px image

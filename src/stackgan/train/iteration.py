@@ -48,7 +48,8 @@ class StepInputs:
     reals: per discriminator, (B, 3, S, S) real images in [-1, 1], lowest resolution first;
     z: (B, z_dim); text, wrong: (B, text_dim) right and mismatched caption embeddings (None
     for an unconditional model); eps: (B, cond_dim) CA noise drawn for the global batch under
-    torchrun (None: G draws it itself).
+    torchrun (None: G draws it itself); corners: a StackGAN++ tree under ``train.crop``, the
+    (B, 2) corners of G's square and of the real photos' squares (:func:`tree_crop_corners`).
     """
 
     reals: list[torch.Tensor]
@@ -56,6 +57,7 @@ class StepInputs:
     text: torch.Tensor | None = None
     wrong: torch.Tensor | None = None
     eps: torch.Tensor | None = None
+    corners: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 def iters_per_epoch(cfg: ExperimentConfig, data: TrainData, rt: Runtime) -> int:
@@ -121,13 +123,28 @@ def next_batch(
         # every rank draws the global batch's CA noise and keeps its slice, as for z (a v1
         # Stage-II then uses one draw for both stages, as sampling does)
         eps = torch.randn(len(idx), cfg.model.cond_dim, device=rt.device)
+    corners = None
+    if cfg.model.version == "v2" and tc.crop:  # drawn for the global batch, as z: every rank
+        # draws the same numbers and keeps its slice, so no two ranks crop alike
+        corners = tree_crop_corners(len(idx), reals[-1].shape[-1], tc.crop, state.data_gen)
     mine = rank_slice(len(idx), rt.dist)  # (all of it in one process)
     reals, z = [r[mine] for r in reals], z[mine]
     if text is not None and wrong is not None:
         text, wrong = text[mine], wrong[mine]
     if eps is not None:
         eps = eps[mine]
-    return StepInputs(reals, z, text, wrong, eps)
+    if corners is not None:
+        corners = (corners[0][mine], corners[1][mine])
+    return StepInputs(reals, z, text, wrong, eps, corners)
+
+
+def tree_crop_corners(
+    n: int, size: int, crop: int, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (n, 2) corners of G's ``crop``-pixel squares of its ``size``-pixel image (even, so
+    that they fall on the branch before's pixels) and of the real photos' squares."""
+    g_corners = torch.randint(0, (size - crop) // 2 + 1, (n, 2), generator=gen) * 2
+    return g_corners, random_corners(n, size - crop + 1, gen)
 
 
 def train_step(
@@ -194,15 +211,15 @@ def tree_crop_images(
     cfg: ExperimentConfig, state: TrainState, inputs: StepInputs
 ) -> tuple[Any, list[torch.Tensor]]:
     """StackGAN++ with ``train.crop``: G draws a random ``crop``-pixel square of its last
-    branch's image (a new place per image, from the data stream's generator), and the last D's
-    real images are squares of the photos at places of their own (D compares the two
-    distributions of squares; nothing needs the places to match)."""
-    crop, gen = cfg.train.crop, state.data_gen
-    real = inputs.reals[-1]
-    b, size = real.shape[0], real.shape[-1]
-    corners = torch.randint(0, (size - crop) // 2 + 1, (b, 2), generator=gen) * 2  # even
-    out = state.g_phase.trained(inputs.z, inputs.text, inputs.eps, crop=(crop, corners))
-    real_crops = crop_squares(real, random_corners(b, size - crop + 1, gen), crop)
+    branch's image (a new place per image, drawn with the batch by :func:`next_batch`), and
+    the last D's real images are squares of the photos at places of their own (D compares the
+    two distributions of squares; nothing needs the places to match)."""
+    crop = cfg.train.crop
+    if inputs.corners is None:
+        raise ValueError("a tree trained on crops needs the batch's crop corners")
+    g_corners, real_corners = inputs.corners
+    out = state.g_phase.trained(inputs.z, inputs.text, inputs.eps, crop=(crop, g_corners))
+    real_crops = crop_squares(inputs.reals[-1], real_corners, crop)
     return out, [*inputs.reals[:-1], real_crops]
 
 
