@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from stackgan.config import ConfigError
+from stackgan.config_checks import image_sizes
 from stackgan.losses import (
     color_consistency,
     generator_adv_loss,
@@ -13,7 +14,7 @@ from stackgan.losses import (
 )
 from stackgan.models import Discriminator, TreeGenerator
 from stackgan.models.layers import GLU, JointHead, ResBlock, UpBlock
-from stackgan.models.registry import build_discriminators, build_generator, image_sizes
+from stackgan.models.registry import build_discriminators, build_generator
 from stackgan.train.ema import update_ema
 from stackgan.train.steps import d_step, g_step
 

@@ -250,3 +250,13 @@ def test_pretrained_weights_see_a_bird_in_a_cub_photo():
         with torch.no_grad():
             hits += int(head(net(x)[-1]).argmax()) in birds
     assert hits >= len(files) - 1
+    with pytest.raises(ConfigError, match="d_crop 64 crops nothing"):  # the 64 px Stage-I
+        load_config(None, ["model.d_type=projected", "model.d_crop=64"])
+    tree = ["model.version=v2", "model.num_branches=3", "model.d_type=projected"]
+    with pytest.raises(ConfigError, match="16 px images at its 16 px discriminator"):
+        load_config(None, [*tree, "model.stage1_img_size=16"])
+    small_crop = [*tree, "model.stage1_img_size=32", "train.crop=16"]
+    with pytest.raises(ConfigError, match="32 px or more.*larger train.crop"):
+        load_config(None, small_crop)
+    cfg = load_config(None, [*small_crop, "model.d_feature_size=32"])  # resized: it reads 32
+    assert cfg.train.crop == 16

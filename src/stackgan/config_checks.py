@@ -1,8 +1,9 @@
 """Checks of an :class:`~stackgan.config.ExperimentConfig` that span its sections: a loss that
 needs text or a re-encodable caption set, and the Stage-II / StackGAN++ crop and super-resolution
-options, which depend on the model's version, stage and sizes. Each section's own ranges are
-checked by its dataclass; these run once the whole config is built. Used by
-:mod:`stackgan.config`.
+options, which depend on the model's version, stage and sizes, and the sizes the projected D
+can read. Each section's own ranges are checked by its dataclass; these run once the whole
+config is built. Used by :mod:`stackgan.config`; :func:`image_sizes` and
+:func:`discriminator_sizes` also by :mod:`stackgan.models.registry`, which builds from them.
 """
 
 from __future__ import annotations
@@ -25,6 +26,46 @@ def check_across_sections(cfg: ExperimentConfig) -> None:
             "text.encoder=precomputed only has the stored embeddings"
         )
     _check_crop_training(cfg)
+    _check_projected(cfg)
+
+
+def image_sizes(cfg: ExperimentConfig) -> list[int]:
+    """Resolutions the generator draws for its discriminators, ascending (one per D)."""
+    m = cfg.model
+    if m.version == "v2":
+        return [m.stage1_img_size * 2**i for i in range(m.num_branches)]
+    return [m.stage1_img_size if m.stage == 1 else m.stage2_img_size]
+
+
+def discriminator_sizes(cfg: ExperimentConfig) -> list[int]:
+    """The image size each discriminator is built for: :func:`image_sizes`, except that under
+    ``train.crop`` a tree's last D and v1 Stage-II's D judge squares of that size."""
+    sizes = image_sizes(cfg)
+    if cfg.train.crop and (cfg.model.version == "v2" or cfg.model.stage == 2):
+        sizes[-1] = cfg.train.crop
+    return sizes
+
+
+def _check_projected(cfg: ExperimentConfig) -> None:
+    """The projected D's frozen network reads 32 px or more (its stride), and a ``d_crop`` must
+    be smaller than some image it judges, or it would crop nothing."""
+    m = cfg.model
+    if m.d_type != "projected":
+        return
+    sizes = discriminator_sizes(cfg)
+    if m.d_crop and m.d_crop >= max(sizes):
+        raise ConfigError(
+            f"model.d_crop {m.d_crop} crops nothing: the largest image a discriminator judges "
+            f"is {max(sizes)} px; use 0 or a size below it"
+        )
+    for size in sizes:
+        read = m.d_feature_size or (m.d_crop if 0 < m.d_crop < size else size)
+        if read < 32:
+            raise ConfigError(
+                f"the projected D reads {read} px images at its {size} px discriminator and "
+                f"its frozen network needs 32 px or more: set model.d_feature_size (e.g. 64)"
+                + (" or a larger train.crop" if cfg.train.crop and size == sizes[-1] else "")
+            )
 
 
 def _check_crop_training(cfg: ExperimentConfig) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from stackgan.config import ExperimentConfig
+from stackgan.config_checks import discriminator_sizes, image_sizes
 from stackgan.models.discriminator import BaseDiscriminator, Discriminator
 from stackgan.models.v1 import Stage1Generator, Stage2Generator
 from stackgan.models.v2 import TreeGenerator
@@ -49,14 +50,6 @@ def build_generator(cfg: ExperimentConfig, stage: int | None = None) -> nn.Modul
     )
 
 
-def image_sizes(cfg: ExperimentConfig) -> list[int]:
-    """Resolutions the trained discriminators see, ascending (one per D)."""
-    m = cfg.model
-    if m.version == "v2":
-        return [m.stage1_img_size * 2**i for i in range(m.num_branches)]
-    return [m.stage1_img_size if m.stage == 1 else m.stage2_img_size]
-
-
 def build_discriminators(cfg: ExperimentConfig) -> list[BaseDiscriminator]:
     """One discriminator per trained resolution: v1 one (Stage-II's also has an unconditional
     head, as the reference code); v2 one per branch, each with both heads (the paper's joint
@@ -88,14 +81,11 @@ def build_discriminators(cfg: ExperimentConfig) -> list[BaseDiscriminator]:
             size, text_dim, ndf, m.disc_text_dim, uncond, kernel, m.d_spectral_norm, m.d_projection
         )
 
-    if m.version == "v2":  # under train.crop the last D judges crops of that size
-        sizes = image_sizes(cfg)
-        sizes[-1] = cfg.train.crop or sizes[-1]
+    sizes = discriminator_sizes(cfg)  # under train.crop the last D judges squares
+    if m.version == "v2":
         return [disc(size, _text_dim(cfg), m.ndf, True) for size in sizes]
     ndf, uncond = (m.ndf, False) if m.stage == 1 else (m.ndf2, True)
-    # Stage-II on crops (train.crop): D judges crops of that size
-    size = cfg.train.crop if m.stage == 2 and cfg.train.crop else image_sizes(cfg)[0]
-    return [disc(size, cfg.text.dim, ndf, uncond)]
+    return [disc(sizes[0], cfg.text.dim, ndf, uncond)]
 
 
 def output_size(cfg: ExperimentConfig) -> int:

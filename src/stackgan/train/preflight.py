@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stackgan.config import ExperimentConfig
+from stackgan.config_checks import image_sizes
 from stackgan.config_parse import ConfigError
 from stackgan.data.io import DatasetError, load_size
 from stackgan.data.layouts import read_index
 from stackgan.data.packed import is_pack, read_pack_meta
-from stackgan.models.registry import image_sizes, output_size
+from stackgan.models.registry import output_size
 from stackgan.pretrained import resolve_model
 from stackgan.text.base import is_encoder_file
 from stackgan.train.monitor import metric_names

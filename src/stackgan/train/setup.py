@@ -15,12 +15,13 @@ from torch import nn
 
 from stackgan.checkpoint import load_generator_weights, stage1_weights
 from stackgan.config import ConfigError, ExperimentConfig
+from stackgan.config_checks import image_sizes
 from stackgan.data.dataset import TextImageDataset
 from stackgan.data.folder import ImageFolderDataset
 from stackgan.data.layouts import detect_layout, read_index
 from stackgan.models.discriminator import BaseDiscriminator
 from stackgan.models.layers import crop_squares, random_corners
-from stackgan.models.registry import build_discriminators, build_generator, image_sizes
+from stackgan.models.registry import build_discriminators, build_generator
 from stackgan.pretrained import resolve_model
 from stackgan.text.base import is_encoder_file
 from stackgan.text.encoders import dataset_embeddings
