@@ -4,8 +4,14 @@ FID(real test, real train) must be far below FID(blurred test, train) and FID(no
 real test images under the dataset's pool3 head should approach the number of classes, and IS of
 noise should be near 1. Features are cached beside the dataset, so a second run is quick.
 
+``--floor N`` adds each split's floor: FID of N real images of the split, drawn at random,
+against the split's other images (disjoint: what independent photographs of the same
+distribution score). It is the floor of ``stackgan eval --split S --num-samples N``, whose
+reference is the whole split (fewer than 2N images: half the split against the other half).
+
     python -m research.metric_sanity --data data/shapes --max-train 2000
     python -m research.metric_sanity --data ../shared/data/birds-cub50
+    python -m research.metric_sanity --data ../shared/data/flowers102 --floor 2000
 """
 
 from __future__ import annotations
@@ -32,6 +38,14 @@ def blur(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(small, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
+def split_floor(feats: np.ndarray, n: int, seed: int = 0) -> tuple[float, int]:
+    """FID of ``n`` random rows of ``feats`` against the others (half against half when there
+    are fewer than ``2 n``), and the number of rows drawn."""
+    n = min(n, len(feats) // 2)
+    order = np.random.default_rng(seed).permutation(len(feats))
+    return fid_from_features(feats[order[n:]], feats[order[:n]]), n
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True)
@@ -39,6 +53,9 @@ def main() -> None:
     ap.add_argument("--max-train", type=int, default=0, help="use the first N train images")
     ap.add_argument("--max-test", type=int, default=0, help="use the first N test images")
     ap.add_argument("--out", default=None, help="also write the figures to this JSON file")
+    ap.add_argument(
+        "--floor", type=int, default=0, help="add each split's floor with this many real images"
+    )
     args = ap.parse_args()
 
     t0 = time.time()
@@ -66,6 +83,9 @@ def main() -> None:
         "fid_blurred_test_vs_train": fid_from_features(train, blurred),
         "fid_noise_vs_train": fid_from_features(train, noise),
     }
+    if args.floor:
+        for split, feats in (("train", train), ("test", test)):
+            res[f"fid_floor_{split}"], res[f"floor_{split}_num"] = split_floor(feats, args.floor)
     labels = train_ds.class_ids.numpy()
     head = train_head(train, labels)
     res["num_classes"] = len(np.unique(labels))

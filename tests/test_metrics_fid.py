@@ -39,3 +39,14 @@ def test_fid_errors_and_stats_round_trip(tmp_path):
     s.save(tmp_path / "s.npz", {"dataset": "x"})
     t = FeatureStats.load(tmp_path / "s.npz")
     assert t.num == 500 and np.array_equal(s.mu, t.mu) and np.array_equal(s.sigma, t.sigma)
+
+
+def test_split_floor_is_small_and_grows_as_the_sample_shrinks():
+    from research.metric_sanity import split_floor
+
+    rng = np.random.default_rng(0)
+    same = rng.normal(size=(600, 8))
+    fid, n = split_floor(same, 200)
+    assert n == 200 and fid < 0.5
+    assert split_floor(same, 1000)[1] == 300  # fewer than 2N: half against half
+    assert split_floor(same, 20)[0] > fid  # FID's small-sample bias: the floor rises
