@@ -256,7 +256,7 @@ def test_pretrained_weights_see_a_bird_in_a_cub_photo():
     with pytest.raises(ConfigError, match="16 px images at its 16 px discriminator"):
         load_config(None, [*tree, "model.stage1_img_size=16"])
     small_crop = [*tree, "model.stage1_img_size=32", "train.crop=16"]
-    with pytest.raises(ConfigError, match="32 px or more.*larger train.crop"):
+    with pytest.raises(ConfigError, match=r"32 px or more.*larger train\.crop"):
         load_config(None, small_crop)
     cfg = load_config(None, [*small_crop, "model.d_feature_size=32"])  # resized: it reads 32
     assert cfg.train.crop == 16
