@@ -11,7 +11,7 @@ reference is the whole split (fewer than 2N images: half the split against the o
 
     python -m research.metric_sanity --data data/shapes --max-train 2000
     python -m research.metric_sanity --data ../shared/data/birds-cub50
-    python -m research.metric_sanity --data ../shared/data/flowers102 --floor 2000
+    python -m research.metric_sanity --data ../shared/data/flowers102 --floor 2000 --floor-only
 """
 
 from __future__ import annotations
@@ -56,6 +56,9 @@ def main() -> None:
     ap.add_argument(
         "--floor", type=int, default=0, help="add each split's floor with this many real images"
     )
+    ap.add_argument(
+        "--floor-only", action="store_true", help="only the floors (no blur, noise or IS figures)"
+    )
     args = ap.parse_args()
 
     t0 = time.time()
@@ -65,6 +68,14 @@ def main() -> None:
     )
     test, test_ds = dataset_features(args.data, "test", args.size, net, max_images=args.max_test)
     n = len(test)
+    if args.floor_only:
+        floors: dict[str, float | int | str] = {"data": args.data, "size": args.size}
+        for split, feats in (("train", train), ("test", test)):
+            floors[f"fid_floor_{split}"], floors[f"floor_{split}_num"] = split_floor(
+                feats, args.floor or 2000
+            )
+        _report(floors, args.out, t0)
+        return
     blurred = extract_features(
         net, image_batches(test_ds, args.size, transform=blur), n, desc="inception blurred"
     )
@@ -100,15 +111,19 @@ def main() -> None:
         head_probabilities(head, test[order])
     )
     res["is_noise"], _ = inception_score(head_probabilities(head, noise))
-    res["seconds"] = round(time.time() - t0, 1)
+    _report(res, args.out, t0)
 
+
+def _report(res: dict[str, float | int | str], out: str | None, t0: float) -> None:
+    """Print the figures (and the machine), and write them to ``out`` when given."""
+    res["seconds"] = round(time.time() - t0, 1)
     print(
         f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     )
     for k, v in res.items():
         print(f"  {k:28s} {v:.3f}" if isinstance(v, float) else f"  {k:28s} {v}")
-    if args.out:
-        with open(args.out, "w") as f:
+    if out:
+        with open(out, "w") as f:
             json.dump(res, f, indent=2)
 
 
