@@ -124,12 +124,17 @@ def test_bundled_models_by_name(tmp_path):
     assert birds.resolution == 256 and birds.cfg.data.name == "birds"
     out = birds([PRETRAINED["birds"].examples[0]], seed=0)
     assert [im.size for im in out.stage_images[0] + out.stage_images[1]] == [(64, 64), (256, 256)]
+    flowers = Text2ImageSampler.from_pretrained("flowers")  # the StackGAN++ tree, 3 branches
+    assert flowers.cfg.model.version == "v2" and flowers.cfg.data.name == "flowers"
+    out = flowers([PRETRAINED["flowers"].examples[-1]], seed=0)  # an unseen class
+    assert [st[0].size for st in out.stage_images] == [(64, 64), (128, 128), (256, 256)]
     # an existing file of that name wins over the bundled one
     (tmp_path / "shapes").write_bytes(b"x")
     assert resolve_model(tmp_path / "shapes") == tmp_path / "shapes"
     r = CliRunner().invoke(main, ["models"])
     assert r.exit_code == 0 and all(name in r.output for name in PRETRAINED)
-    assert "docs/models/shapes-v1.md" in r.output and "docs/models/birds-v1.md" in r.output
+    for card in ("shapes-v1", "birds-v1", "flowers-v2"):
+        assert f"docs/models/{card}.md" in r.output
     for m in PRETRAINED.values():  # every bundled model has its card, and the registry's
         assert (Path(__file__).parents[1] / m.card).is_file()  # resolution is the file's
         assert Text2ImageSampler.from_pretrained(m.name).resolution == m.resolution

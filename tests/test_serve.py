@@ -562,15 +562,23 @@ def test_model_names_must_be_unique_and_files_must_exist(tmp_path):
     assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
 
 
-def test_bundled_birds_model_is_served_by_name_with_its_own_examples():
-    from stackgan.pretrained import PRETRAINED
+def test_bundled_models_are_served_by_name_with_their_own_examples():
+    from stackgan.pretrained import FLOWERS_SEEN, PRETRAINED
 
-    models = load_models(["shapes", "birds"])
-    assert set(models) == {"shapes", "birds"}
+    models = load_models(["shapes", "birds", "flowers"])
+    assert set(models) == {"shapes", "birds", "flowers"}
     birds = models["birds"].describe()
     assert birds["dataset"] == "birds" and birds["resolution"] == 256
     assert birds["source"] == "bundled (birds-v1.safetensors)"
     assert birds["examples"] and set(birds["examples"]) <= set(PRETRAINED["birds"].examples)
+    flowers = models["flowers"].describe()
+    assert flowers["version"] == "v2" and flowers["stages"] == [64, 128, 256]
+    assert flowers["text_encoder"] == "minilm"
+    seen, unseen = (
+        PRETRAINED["flowers"].examples[:FLOWERS_SEEN],
+        PRETRAINED["flowers"].examples[FLOWERS_SEEN:],
+    )
+    assert {*seen} & {*flowers["examples"]} and {*unseen} & {*flowers["examples"]}
 
 
 def test_without_the_serve_extra_the_command_says_what_to_install(monkeypatch):

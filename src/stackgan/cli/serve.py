@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
     multiple=True,
     default=("shapes",),
     show_default=True,
-    help="A model to serve: a bundled model's name (shapes, birds; stackgan models) or an "
+    help="A model to serve: a bundled model's name (shapes, birds, flowers; stackgan models) or an "
     "export's path, served under its file stem. Repeat for several; the first is the default.",
 )
 @click.option(

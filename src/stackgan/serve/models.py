@@ -1,7 +1,8 @@
 """The models a server holds: loaded once at start-up, with what the API says about them.
 
-``shapes`` names the bundled model; any other name is the path of an export (``.safetensors``,
-written by ``stackgan export`` or ``train``), served under its file stem.
+A bundled model's name (``shapes``, ``birds``, ``flowers``) selects it; any other name is the
+path of an export (``.safetensors``, written by ``stackgan export`` or ``train``), served under
+its file stem.
 """
 
 from __future__ import annotations
@@ -13,22 +14,20 @@ from pathlib import Path
 from typing import Any
 
 from stackgan.checkpoint import CheckpointError
-from stackgan.pretrained import PRETRAINED, is_bundled_name
+from stackgan.pretrained import FLOWERS_SEEN, PRETRAINED, is_bundled_name
 from stackgan.sampling import Text2ImageSampler
 from stackgan.serve.batching import GenRequest, generate_batch
 
 logger = logging.getLogger(__name__)
 
 # Captions in each dataset's own words, for the web page's examples: a bundled model's own
-# examples (stackgan.pretrained), and for flowers two in its captions' style. A dataset with a
+# examples (stackgan.pretrained; flowers: three seen classes, three unseen). A dataset with a
 # judge (`shapes`) adds captions drawn by its own caption generator, in its vocabulary.
+_FLOWERS = PRETRAINED["flowers"].examples
 EXAMPLES: dict[str, list[str]] = {
     "shapes": list(PRETRAINED["shapes"].examples),
     "birds": list(PRETRAINED["birds"].examples[:6]),
-    "flowers": [
-        "this flower has petals that are yellow with red lines",
-        "the petals of this flower are pink with a yellow center",
-    ],
+    "flowers": [*_FLOWERS[:3], *_FLOWERS[FLOWERS_SEEN : FLOWERS_SEEN + 3]],
 }
 
 
