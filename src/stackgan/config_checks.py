@@ -46,6 +46,15 @@ def discriminator_sizes(cfg: ExperimentConfig) -> list[int]:
     return sizes
 
 
+def projected_input(size: int, crop: int, feature_size: int) -> tuple[int, int]:
+    """What the projected D does with ``size``-pixel images: the square it crops (``crop`` when
+    smaller than the image, else 0: whole images) and the size its frozen network reads
+    (``feature_size``, else the crop, else the image). Used by the config check and by
+    :class:`~stackgan.models.projected.FeatureDiscriminator`."""
+    used = crop if 0 < crop < size else 0
+    return used, feature_size or used or size
+
+
 def _check_projected(cfg: ExperimentConfig) -> None:
     """The projected D's frozen network reads 32 px or more (its stride), and a ``d_crop`` must
     be smaller than some image it judges, or it would crop nothing."""
@@ -59,7 +68,7 @@ def _check_projected(cfg: ExperimentConfig) -> None:
             f"is {max(sizes)} px; use 0 or a size below it"
         )
     for size in sizes:
-        read = m.d_feature_size or (m.d_crop if 0 < m.d_crop < size else size)
+        read = projected_input(size, m.d_crop, m.d_feature_size)[1]
         if read < 32:
             raise ConfigError(
                 f"the projected D reads {read} px images at its {size} px discriminator and "
@@ -85,7 +94,7 @@ def _check_crop_training(cfg: ExperimentConfig) -> None:
     if cfg.loss.recon_weight > 0 and t.sr_real_fraction == 0:
         raise ConfigError("loss.recon_weight needs train.sr_real_fraction > 0 (real pairs)")
     if t.crop and tree:
-        last = m.stage1_img_size * 2 ** (m.num_branches - 1)
+        last = image_sizes(cfg)[-1]
         if t.crop & (t.crop - 1) or not 8 <= t.crop < last:
             raise ConfigError(
                 f"train.crop must be a power of two in 8..{last // 2} (below the last "

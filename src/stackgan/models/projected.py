@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from stackgan.config_checks import projected_input
 from stackgan.models.discriminator import BaseDiscriminator
 from stackgan.models.efficientnet import EfficientNetLite0Features
 from stackgan.models.layers import LEAKY_SLOPE, crop_squares, random_corners
@@ -108,8 +109,7 @@ class FeatureDiscriminator(BaseDiscriminator):
         self.img_size, self.text_dim = img_size, text_dim
         if crop < 0:
             raise ValueError(f"crop must be >= 0, got {crop}")
-        self.crop = crop if 0 < crop < img_size else 0
-        self.feature_size = feature_size or self.crop or img_size
+        self.crop, self.feature_size = projected_input(img_size, crop, feature_size)
         if self.feature_size < 32:
             raise ValueError(
                 f"feature_size must be at least 32 (stride 32), got {self.feature_size}"
