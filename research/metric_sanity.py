@@ -70,10 +70,7 @@ def main() -> None:
     n = len(test)
     if args.floor_only:
         floors: dict[str, float | int | str] = {"data": args.data, "size": args.size}
-        for split, feats in (("train", train), ("test", test)):
-            floors[f"fid_floor_{split}"], floors[f"floor_{split}_num"] = split_floor(
-                feats, args.floor or 2000
-            )
+        _add_floors(floors, train, test, args.floor or 2000)
         _report(floors, args.out, t0)
         return
     blurred = extract_features(
@@ -95,8 +92,7 @@ def main() -> None:
         "fid_noise_vs_train": fid_from_features(train, noise),
     }
     if args.floor:
-        for split, feats in (("train", train), ("test", test)):
-            res[f"fid_floor_{split}"], res[f"floor_{split}_num"] = split_floor(feats, args.floor)
+        _add_floors(res, train, test, args.floor)
     labels = train_ds.class_ids.numpy()
     head = train_head(train, labels)
     res["num_classes"] = len(np.unique(labels))
@@ -112,6 +108,14 @@ def main() -> None:
     )
     res["is_noise"], _ = inception_score(head_probabilities(head, noise))
     _report(res, args.out, t0)
+
+
+def _add_floors(
+    res: dict[str, float | int | str], train: np.ndarray, test: np.ndarray, n: int
+) -> None:
+    """Each split's floor (:func:`split_floor` with ``n`` images) into ``res``."""
+    for split, feats in (("train", train), ("test", test)):
+        res[f"fid_floor_{split}"], res[f"floor_{split}_num"] = split_floor(feats, n)
 
 
 def _report(res: dict[str, float | int | str], out: str | None, t0: float) -> None:
