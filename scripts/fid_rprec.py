@@ -36,10 +36,15 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--matcher", action="append", default=[], help="repeatable")
     ap.add_argument("--out", required=True, help="a JSON file")
+    ap.add_argument(
+        "--resolution", type=int, default=0, help="score this stage (e.g. 64); 0: the last"
+    )
     args = ap.parse_args()
 
     t0 = time.time()
     sampler = Text2ImageSampler.from_pretrained(args.model)
+    if args.resolution:
+        sampler = sampler.up_to(args.resolution)
     opts = MetricOptions(
         sampler,
         args.data,

@@ -248,3 +248,48 @@ def json_lines(path):
     import json
 
     return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def test_eval_scores_an_earlier_stage(tiny_shapes, tmp_path, monkeypatch):
+    """--resolution: a v1 Stage-II model's Stage-I and a StackGAN++ tree's first branch are
+    scored as models of their own size, with the whole model's images of that stage."""
+    from click.testing import CliRunner
+
+    from stackgan.checkpoint import export_generator
+    from stackgan.cli import main
+    from stackgan.metrics import evaluate as E
+    from stackgan.metrics.evaluate import EvalOptions, evaluate
+    from stackgan.models.registry import build_generator
+    from stackgan.sampling import Text2ImageSampler
+
+    from .conftest import tiny_config
+
+    for name, cfg, sizes in (
+        ("v1", tiny_config(tiny_shapes, stage=2), [16, 32]),
+        ("v2", tiny_config(tiny_shapes, **{"model.version": "v2", "model.ngf": 8}), [16, 32, 64]),
+    ):
+        model = tmp_path / f"{name}.safetensors"
+        export_generator(model, build_generator(cfg).state_dict(), cfg)
+        whole = Text2ImageSampler.from_pretrained(model)
+        assert whole.stage_sizes == sizes and whole.resolution == sizes[-1]
+        first = whole.up_to(sizes[0])
+        assert first.stage_sizes == sizes[:1] and first.resolution == sizes[0]
+        assert whole.resolution == sizes[-1]  # the cut is a copy
+        caps = ["a big red star on a sky blue background"]
+        full, cut = whole(caps, seed=3, output_type="pt"), first(caps, seed=3, output_type="pt")
+        assert len(cut.stage_images) == 1 and torch.equal(cut.images, full.stage_images[0])
+        assert tuple(cut.images.shape[-2:]) == (sizes[0], sizes[0])
+        with pytest.raises(ValueError, match=f"stages are {', '.join(map(str, sizes))} px"):
+            whole.up_to(24)
+        out = tmp_path / f"ev-{name}"
+        res = evaluate(
+            EvalOptions(str(tiny_shapes), str(out), str(model), metrics=("fid6",), resolution=16),
+            extractor=MeanColour(),
+            progress=False,
+        )
+        assert res["resolution"] == 16 and res["fid6"] > 0
+    monkeypatch.setattr(E, "feature_network", lambda weights, device: MeanColour())
+    args = ["eval", "--data", str(tiny_shapes), "--out", str(out), "--model", str(model)]
+    r = CliRunner().invoke(main, [*args, "--metrics", "fid6", "--resolution", "24"])
+    assert r.exit_code == 1 and "--resolution 24: this model's stages are 16, 32, 64 px" in r.output
+    assert "Traceback" not in r.output

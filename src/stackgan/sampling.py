@@ -6,6 +6,7 @@ it loads the model bundled with the package, trained on the embedded ``shapes`` 
 
 from __future__ import annotations
 
+import copy
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +20,8 @@ from torch import nn
 
 from stackgan.checkpoint import CheckpointError, embedded_text_encoder, load_export
 from stackgan.config import ExperimentConfig
-from stackgan.models.registry import build_generator, output_size
+from stackgan.config_checks import image_sizes
+from stackgan.models.registry import build_generator
 from stackgan.pretrained import DEFAULT_MODEL, PRETRAINED, resolve_model
 from stackgan.text.base import TextEncoder, check_captions
 from stackgan.text.encoders import build_encoder
@@ -134,6 +136,7 @@ class Text2ImageSampler:
         self.encoder = encoder
         self.device = torch.device(device)
         self.generator.to(self.device)
+        self._num_stages = len(self._all_stage_sizes())  # up_to() cuts it
 
     @classmethod
     def from_pretrained(
@@ -174,7 +177,29 @@ class Text2ImageSampler:
 
     @property
     def resolution(self) -> int:
-        return output_size(self.cfg)
+        """The size of the images it returns: its last stage's."""
+        return self.stage_sizes[-1]
+
+    @property
+    def stage_sizes(self) -> list[int]:
+        """Each stage's resolution, lowest first (a v1 Stage-II's first is its Stage-I's)."""
+        return self._all_stage_sizes()[: self._num_stages]
+
+    def _all_stage_sizes(self) -> list[int]:
+        m, sizes = self.cfg.model, image_sizes(self.cfg)
+        return [m.stage1_img_size, *sizes] if m.version == "v1" and m.stage == 2 else sizes
+
+    def up_to(self, resolution: int) -> Text2ImageSampler:
+        """A copy (same weights) whose output stops at the stage of ``resolution`` px, e.g. a
+        v1 Stage-II's Stage-I or a tree's 64 px branch (``stackgan eval --resolution 64``);
+        its images are the whole model's of that stage. ValueError: no stage of that size."""
+        sizes = self._all_stage_sizes()
+        if resolution not in sizes:
+            have = ", ".join(map(str, sizes))
+            raise ValueError(f"this model's stages are {have} px; it has none at {resolution} px")
+        cut = copy.copy(self)
+        cut._num_stages = sizes.index(resolution) + 1
+        return cut
 
     def check_inputs(self, captions: list[str] | tuple[str, ...], num_images: int = 1) -> list[str]:
         """Validate captions (non-empty, sane length) and the sample count; returns clean text."""
@@ -278,7 +303,7 @@ class Text2ImageSampler:
             out = self.generator(
                 z.to(self.device), emb, eps.to(self.device) if emb is not None else None
             )
-            yield [im.float().cpu() for im in out.images]
+            yield [im.float().cpu() for im in out.images[: self._num_stages]]
 
     def _embeddings(
         self,

@@ -98,6 +98,13 @@ def consistency(
     "pytorch-fid / torch-fidelity pt_inception-2015-12-05-*.pth for FID, instead of the "
     "TorchScript default_1.pt (same network).",
 )
+@click.option(
+    "--resolution",
+    default=0,
+    show_default=True,
+    help="Score the stage of this size instead of the last (64: a v1 Stage-II model's "
+    "Stage-I, a StackGAN++ tree's first branch); 0 = the model's output.",
+)
 def eval_cmd(
     model: str | None,
     data_root: str,
@@ -113,6 +120,7 @@ def eval_cmd(
     is_classifier: str,
     metrics: str,
     fid_weights: str,
+    resolution: int,
 ) -> None:
     """FID, Inception Score, diversity, R-precision (with a trained text-image model) and, on
     shapes, per-attribute consistency -> metrics.json, report.html, metric-<name>.jsonl.
@@ -147,6 +155,7 @@ def eval_cmd(
         is_classifier=is_classifier,
         fid_weights=fid_weights,
         metrics=names,
+        resolution=resolution,
     )
     try:
         res = evaluate(opts)

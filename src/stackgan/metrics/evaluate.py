@@ -39,7 +39,7 @@ import torch
 from PIL import Image
 
 from stackgan.metrics import figures as F
-from stackgan.metrics.base import MetricUnavailableError
+from stackgan.metrics.base import MetricError, MetricUnavailableError
 from stackgan.metrics.diversity import DIVERSITY_CAPTIONS
 from stackgan.metrics.features import feature_network
 from stackgan.metrics.manifest import shown_samples, write_manifest
@@ -87,6 +87,8 @@ class EvalOptions:
     # registered metric names, with counts where wanted (e.g. fid2k, kid); () : DEFAULT_METRICS,
     # skipping those that do not apply to the model or the data
     metrics: tuple[str, ...] = ()
+    # score this stage's images (a v1 Stage-II's Stage-I, a tree's 64 px branch); 0: the last
+    resolution: int = 0
 
 
 def _png_b64(img: np.ndarray) -> str:
@@ -105,6 +107,11 @@ def evaluate(
     out = Path(opts.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sampler = Text2ImageSampler.from_pretrained(opts.model, device=opts.device)
+    if opts.resolution:
+        try:
+            sampler = sampler.up_to(opts.resolution)
+        except ValueError as exc:
+            raise MetricError(f"--resolution {opts.resolution}: {exc}") from exc
     net = (
         extractor
         if extractor is not None
