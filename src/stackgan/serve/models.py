@@ -118,14 +118,12 @@ def load_model(spec: str, device: str = "cpu") -> ModelEntry:
             "the API send; sample it with `stackgan sample --model FILE --embeddings FILE.t7`"
         )
     examples = example_captions(sampler.cfg.data.name) if sampler.conditional else []
-    # one image at start-up: the first request is not the one that pays for the warm-up, and
-    # the stage resolutions are read off a real output
+    # one image at start-up: the first request is not the one that pays for the warm-up
     warm = GenRequest(
         [examples[0] if examples else "a photo"] if sampler.conditional else None, 1, 0
     )
-    (out,) = generate_batch(sampler, [warm])
-    sizes = [int(s.shape[1]) for s in out.stage_images]
-    return ModelEntry(model_name(spec), sampler, source, examples, sizes)
+    generate_batch(sampler, [warm])
+    return ModelEntry(model_name(spec), sampler, source, examples, sampler.stage_sizes)
 
 
 def load_models(specs: Sequence[str], device: str = "cpu") -> dict[str, ModelEntry]:
