@@ -40,6 +40,7 @@ def test_stage1_one_iteration_smoke(tiny_shapes, tmp_path):
     ):
         assert (run / name).exists(), name
     assert list((run / "samples").glob("grid-*.png"))
+    assert "training stage 1 on cpu (amp=off: fp32)" in (run / "log.txt").read_text()
     rec = json.loads((run / "stats.jsonl").read_text().splitlines()[-1])
     assert rec["step"] == 1 and {"d_real", "d_wrong", "d_fake", "g_adv", "kl"} <= set(rec)
     state, cfg2 = load_export(export)

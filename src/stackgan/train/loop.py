@@ -49,7 +49,7 @@ from stackgan.utils.distributed import (
     mean_across,
     shutdown,
 )
-from stackgan.utils.runtime import autocast_factory, resolve_device, seed_everything
+from stackgan.utils.runtime import amp_dtype, autocast_factory, resolve_device, seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +123,9 @@ def _train(cfg: ExperimentConfig, run_dir: Path, resume: str | Path | None, info
         rt.ada = AdaptiveAugment(lc.augment, lc.ada_target, lc.ada_interval, lc.ada_kimg)
         rt.ada.reduce = lambda r: mean_across({"r": r}, info)["r"]
         rt.augment = rt.ada
-    logger.info("training stage %d on %s (amp=%s)", cfg.model.stage, device, tc.amp)
+    dtype = amp_dtype(device, tc.amp)  # auto: what this processor was found to do (cached)
+    precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+    logger.info("training stage %d on %s (amp=%s: %s)", cfg.model.stage, device, tc.amp, precision)
 
     # 2. Data: images, caption embeddings, colour-swapped negatives (rank 0 builds the caches) -
     if not info.is_main:
